@@ -1,0 +1,194 @@
+//! Encoding text to ids with HF BPE semantics: within a piece, repeatedly merge the adjacent pair
+//! with the lowest merge rank (leftmost on ties) until none is mergeable.
+//!
+//! Performance notes (what was tried and kept):
+//! - A per-thread cache of piece -> ids: natural text repeats pieces heavily (the 1,000 most
+//!   common English pieces cover over half the text), so most pieces cost one hash lookup.
+//! - Short pieces (<= 64 bytes, nearly all) use an array of pair ranks updated around each merge:
+//!   O(n) hash lookups per piece, a linear min-scan per merge, no allocation.
+//! - Long pieces (runs of CJK text or digits without spaces) use a linked list and a min-heap of
+//!   (rank, position): O(n log n), so a megabyte-long piece cannot blow up quadratically.
+//! - Single-byte pieces skip everything.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use ahash::AHashMap;
+
+use super::{pair_key, Tokenizer};
+
+const SHORT: usize = 64;
+/// The cache is cleared when it holds this many ids, which bounds its memory (~16 MB).
+const CACHE_MAX_IDS: usize = 1 << 20;
+
+/// Piece -> ids memo. One per thread; not shared.
+#[derive(Default)]
+pub struct EncodeCache {
+    map: AHashMap<Box<[u8]>, (u32, u32)>,
+    ids: Vec<u32>,
+}
+
+impl EncodeCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Tokenizer {
+    /// Ids of `text` (special-token strings in it are encoded as plain text).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 3);
+        self.encode_into(text, &mut EncodeCache::new(), &mut out);
+        out
+    }
+
+    /// Appends the ids of `text` to `out`, using and filling `cache`.
+    pub fn encode_into(&self, text: &str, cache: &mut EncodeCache, out: &mut Vec<u32>) {
+        if self.add_prefix_space && !text.is_empty() && !text.starts_with(' ') {
+            let prefixed = format!(" {text}");
+            self.pre.split(&prefixed, |piece| self.encode_piece(piece.as_bytes(), cache, out));
+        } else {
+            self.pre.split(text, |piece| self.encode_piece(piece.as_bytes(), cache, out));
+        }
+    }
+
+    /// Encodes many texts on `threads` threads; the result is in input order and does not depend
+    /// on the thread count.
+    pub fn encode_batch(&self, texts: &[&str], threads: usize) -> Vec<Vec<u32>> {
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); texts.len()];
+        let threads = threads.max(1).min(texts.len().max(1));
+        let chunk = texts.len().div_ceil(threads * 8).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<&mut [Vec<u32>]>> = out.chunks_mut(chunk).map(std::sync::Mutex::new).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut cache = EncodeCache::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = slots.get(k) else { break };
+                        let mut slot = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for (j, dst) in slot.iter_mut().enumerate() {
+                            self.encode_into(texts[k * chunk + j], &mut cache, dst);
+                        }
+                    }
+                });
+            }
+        });
+        drop(slots);
+        out
+    }
+
+    #[inline]
+    fn encode_piece(&self, p: &[u8], cache: &mut EncodeCache, out: &mut Vec<u32>) {
+        if p.len() == 1 {
+            out.push(self.byte_ids[p[0] as usize]);
+            return;
+        }
+        if let Some(&(s, l)) = cache.map.get(p) {
+            out.extend_from_slice(&cache.ids[s as usize..(s + l) as usize]);
+            return;
+        }
+        let start = out.len();
+        if p.len() <= SHORT {
+            self.merge_short(p, out);
+        } else {
+            self.merge_long(p, out);
+        }
+        if cache.ids.len() >= CACHE_MAX_IDS {
+            cache.ids.clear();
+            cache.map.clear();
+        }
+        let n = out.len() - start;
+        cache.map.insert(p.into(), (cache.ids.len() as u32, n as u32));
+        cache.ids.extend_from_slice(&out[start..]);
+    }
+
+    #[inline]
+    fn rank(&self, a: u32, b: u32) -> (u32, u32) {
+        self.merge_rank.get(&pair_key(a, b)).copied().unwrap_or((u32::MAX, 0))
+    }
+
+    fn merge_short(&self, p: &[u8], out: &mut Vec<u32>) {
+        let n = p.len();
+        let mut sym = [0u32; SHORT];
+        let mut ranks = [(u32::MAX, 0u32); SHORT];
+        for (i, &b) in p.iter().enumerate() {
+            sym[i] = self.byte_ids[b as usize];
+        }
+        for i in 0..n - 1 {
+            ranks[i] = self.rank(sym[i], sym[i + 1]);
+        }
+        let mut len = n;
+        while len > 1 {
+            let mut best = 0;
+            for i in 1..len - 1 {
+                if ranks[i].0 < ranks[best].0 {
+                    best = i;
+                }
+            }
+            let (r, new) = ranks[best];
+            if r == u32::MAX {
+                break;
+            }
+            sym[best] = new;
+            sym.copy_within(best + 2..len, best + 1);
+            ranks.copy_within(best + 2..len, best + 1);
+            len -= 1;
+            if best > 0 {
+                ranks[best - 1] = self.rank(sym[best - 1], sym[best]);
+            }
+            ranks[best] = if best + 1 < len { self.rank(sym[best], sym[best + 1]) } else { (u32::MAX, 0) };
+        }
+        out.extend_from_slice(&sym[..len]);
+    }
+
+    fn merge_long(&self, p: &[u8], out: &mut Vec<u32>) {
+        const NONE: usize = usize::MAX;
+        let n = p.len();
+        let mut sym: Vec<u32> = p.iter().map(|&b| self.byte_ids[b as usize]).collect();
+        let mut next: Vec<usize> = (1..=n).map(|i| if i == n { NONE } else { i }).collect();
+        let mut prev: Vec<usize> = (0..n).map(|i| if i == 0 { NONE } else { i - 1 }).collect();
+        let mut alive = vec![true; n];
+        let mut heap = BinaryHeap::with_capacity(n);
+        for i in 0..n - 1 {
+            let (r, _) = self.rank(sym[i], sym[i + 1]);
+            if r != u32::MAX {
+                heap.push(Reverse((r, i)));
+            }
+        }
+        while let Some(Reverse((r, i))) = heap.pop() {
+            let j = next[i];
+            if !alive[i] || j == NONE {
+                continue;
+            }
+            let (r2, new) = self.rank(sym[i], sym[j]);
+            if r2 != r {
+                continue; // stale: the pair at i changed since it was pushed
+            }
+            sym[i] = new;
+            alive[j] = false;
+            next[i] = next[j];
+            if next[j] != NONE {
+                prev[next[j]] = i;
+            }
+            if prev[i] != NONE {
+                let (r3, _) = self.rank(sym[prev[i]], sym[i]);
+                if r3 != u32::MAX {
+                    heap.push(Reverse((r3, prev[i])));
+                }
+            }
+            if next[i] != NONE {
+                let (r3, _) = self.rank(sym[i], sym[next[i]]);
+                if r3 != u32::MAX {
+                    heap.push(Reverse((r3, i)));
+                }
+            }
+        }
+        let mut i = 0;
+        while i != NONE {
+            out.push(sym[i]);
+            i = next[i];
+        }
+    }
+}

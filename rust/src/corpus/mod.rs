@@ -1,0 +1,358 @@
+//! Corpus readers shared by every stage: they turn input paths into a stream of [`Document`]s.
+//!
+//! Invariants:
+//! - Streaming: a file is read line by line or batch by batch, never whole (except plain text in
+//!   `TextUnit::File` mode, where the file *is* the document).
+//! - Deterministic order: directories are walked recursively in byte order of path names, files in
+//!   the order given; documents keep their order inside a file. Every consumer that needs order
+//!   (tokenize, dedup) gets it from [`Document::index`].
+//! - Compression (`.gz`, `.bz2`, `.zst`) is transparent and chosen by extension.
+//! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`].
+
+mod decompress;
+mod jsonl;
+mod parquet;
+mod pipeline;
+mod text;
+mod wiki;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use pipeline::{read_batches, Batch};
+
+use crate::error::{Error, Result};
+
+/// How a file's content is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Sniffed per file: `.jsonl/.ndjson/.json` are JSONL, `.parquet` is Parquet, a file whose
+    /// first non-blank bytes are `<doc` is WikiExtractor, anything else plain text.
+    Auto,
+    Wiki,
+    Text,
+    Jsonl,
+    Parquet,
+}
+
+/// What one document is in a plain-text file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextUnit {
+    /// The whole file.
+    File,
+    /// Each run of non-blank lines (paragraphs separated by one or more blank lines).
+    Paragraph,
+}
+
+/// What to do with a document that is not valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Utf8Policy {
+    /// Replace each invalid sequence by U+FFFD and keep the document (counted).
+    Replace,
+    /// Drop the document (counted).
+    Skip,
+    /// Stop with an error naming the file and the document.
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorpusConfig {
+    pub format: Format,
+    pub text_unit: TextUnit,
+    /// JSONL: the field holding the text.
+    pub jsonl_field: String,
+    /// Parquet: the column holding the text.
+    pub parquet_column: String,
+    pub utf8: Utf8Policy,
+}
+
+impl Default for CorpusConfig {
+    fn default() -> Self {
+        Self {
+            format: Format::Auto,
+            text_unit: TextUnit::File,
+            jsonl_field: "text".into(),
+            parquet_column: "text".into(),
+            utf8: Utf8Policy::Replace,
+        }
+    }
+}
+
+/// One document with the metadata its format carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Document {
+    pub text: String,
+    /// Position of the source file in the list from [`discover`].
+    pub file: u32,
+    /// Position of the document in the whole corpus (0-based, in reading order).
+    pub index: u64,
+    /// `id` attribute (wiki) or field (JSONL), when present.
+    pub id: Option<String>,
+    /// `title` attribute (wiki), when present.
+    pub title: Option<String>,
+}
+
+/// Counts kept while reading; summed over files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub files: u64,
+    pub documents: u64,
+    /// UTF-8 bytes of the documents handed on.
+    pub bytes: u64,
+    pub invalid_utf8_replaced: u64,
+    pub invalid_utf8_skipped: u64,
+    /// Documents with no text (or only whitespace), not handed on.
+    pub empty_skipped: u64,
+}
+
+impl ReadStats {
+    pub fn add(&mut self, o: &ReadStats) {
+        self.files += o.files;
+        self.documents += o.documents;
+        self.bytes += o.bytes;
+        self.invalid_utf8_replaced += o.invalid_utf8_replaced;
+        self.invalid_utf8_skipped += o.invalid_utf8_skipped;
+        self.empty_skipped += o.empty_skipped;
+    }
+}
+
+/// An input file found by [`discover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    /// Size on disk (compressed size for compressed files).
+    pub size: u64,
+}
+
+/// Expands the inputs (files or directories, walked recursively; hidden entries skipped) into a
+/// sorted, de-duplicated file list. Errors on a missing path or when no file is found at all.
+pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
+    if inputs.is_empty() {
+        return Err(Error::Config("no input given".into()));
+    }
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        if meta.is_dir() {
+            let before = out.len();
+            walk(input, &mut out)?;
+            if out.len() == before {
+                return Err(Error::input(input, "directory contains no files"));
+            }
+        } else {
+            out.push(InputFile { path: input.clone(), size: meta.len() });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| seen.insert(f.path.clone()));
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<InputFile>) -> Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            walk(&path, out)?;
+        } else if meta.is_file() {
+            out.push(InputFile { path, size: meta.len() });
+        }
+    }
+    Ok(())
+}
+
+/// The format of `path` after stripping a compression extension, or `None` when it must be sniffed.
+fn format_from_extension(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    let name = decompress::strip_extension(&name);
+    let ext = name.rsplit_once('.').map(|(_, e)| e)?;
+    match ext {
+        "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+        "parquet" => Some(Format::Parquet),
+        "txt" | "text" | "md" => Some(Format::Text),
+        _ => None,
+    }
+}
+
+/// Per-file reading context: turns raw document bytes into [`Document`]s under the UTF-8 policy.
+pub(crate) struct Emitter<'a, F: FnMut(Document) -> Result<()>> {
+    pub path: &'a Path,
+    pub file: u32,
+    pub policy: Utf8Policy,
+    pub next_index: u64,
+    pub stats: ReadStats,
+    pub sink: F,
+}
+
+impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
+    /// Hands on one document; `what` names it in an error ("document 3", "line 17").
+    pub fn emit(&mut self, bytes: Vec<u8>, id: Option<String>, title: Option<String>, what: &dyn Fn() -> String) -> Result<()> {
+        let text = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => match self.policy {
+                Utf8Policy::Replace => {
+                    self.stats.invalid_utf8_replaced += 1;
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                }
+                Utf8Policy::Skip => {
+                    self.stats.invalid_utf8_skipped += 1;
+                    return Ok(());
+                }
+                Utf8Policy::Error => {
+                    let at = e.utf8_error().valid_up_to();
+                    return Err(Error::input(
+                        self.path,
+                        format!("invalid UTF-8 in {} at byte {at} of it", what()),
+                    ));
+                }
+            },
+        };
+        self.emit_str(text, id, title)
+    }
+
+    pub fn emit_str(&mut self, text: String, id: Option<String>, title: Option<String>) -> Result<()> {
+        if text.trim().is_empty() {
+            self.stats.empty_skipped += 1;
+            return Ok(());
+        }
+        self.stats.documents += 1;
+        self.stats.bytes += text.len() as u64;
+        let doc = Document { text, file: self.file, index: self.next_index, id, title };
+        self.next_index += 1;
+        (self.sink)(doc)
+    }
+}
+
+/// Reads one file, calling `sink` for each document in order. `first_index` is the corpus-wide
+/// index of its first document. Returns the file's counts.
+pub fn read_file(
+    file: &InputFile,
+    file_no: u32,
+    first_index: u64,
+    cfg: &CorpusConfig,
+    sink: impl FnMut(Document) -> Result<()>,
+) -> Result<ReadStats> {
+    let path = file.path.as_path();
+    let format = match cfg.format {
+        Format::Auto => match format_from_extension(path) {
+            Some(f) => f,
+            None => sniff(path)?,
+        },
+        f => f,
+    };
+    let mut em = Emitter {
+        path,
+        file: file_no,
+        policy: cfg.utf8,
+        next_index: first_index,
+        stats: ReadStats { files: 1, ..ReadStats::default() },
+        sink,
+    };
+    match format {
+        Format::Wiki => wiki::read(&mut em)?,
+        Format::Text => text::read(&mut em, cfg.text_unit)?,
+        Format::Jsonl => jsonl::read(&mut em, &cfg.jsonl_field)?,
+        Format::Parquet => parquet::read(&mut em, &cfg.parquet_column)?,
+        Format::Auto => unreachable!("resolved above"),
+    }
+    Ok(em.stats)
+}
+
+/// WikiExtractor or plain text, from the first non-blank bytes of the (decompressed) content.
+fn sniff(path: &Path) -> Result<Format> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    decompress::open(path)?
+        .take(4096)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
+    Ok(if head[start..].starts_with(b"<doc") { Format::Wiki } else { Format::Text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    pub(crate) fn read_all(path: &Path, cfg: &CorpusConfig) -> Result<(Vec<Document>, ReadStats)> {
+        let f = InputFile { path: path.to_path_buf(), size: 0 };
+        let mut docs = Vec::new();
+        let stats = read_file(&f, 0, 0, cfg, |d| {
+            docs.push(d);
+            Ok(())
+        })?;
+        Ok((docs, stats))
+    }
+
+    const WIKI: &str = "<doc id=\"1\" url=\"u\" title=\"A &amp; B\">\nA & B\n\nFirst doc.\n</doc>\n<doc id=\"2\" url=\"u\" title=\"C\">\nC\n\nSecond.\n</doc>\n";
+
+    #[test]
+    fn wiki_plain_and_compressed_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("wiki_00");
+        fs::write(&plain, WIKI).unwrap();
+        let gz = dir.path().join("wiki_01.gz");
+        let mut e = flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), flate2::Compression::default());
+        e.write_all(WIKI.as_bytes()).unwrap();
+        e.finish().unwrap();
+        let zst = dir.path().join("wiki_02.zst");
+        fs::write(&zst, zstd::encode_all(WIKI.as_bytes(), 3).unwrap()).unwrap();
+        let bz = dir.path().join("wiki_03.bz2");
+        let mut e = bzip2::write::BzEncoder::new(fs::File::create(&bz).unwrap(), bzip2::Compression::default());
+        e.write_all(WIKI.as_bytes()).unwrap();
+        e.finish().unwrap();
+        let cfg = CorpusConfig::default();
+        let (base, _) = read_all(&plain, &cfg).unwrap();
+        assert_eq!(base.len(), 2);
+        assert_eq!(base[0].title.as_deref(), Some("A & B"));
+        assert_eq!(base[0].id.as_deref(), Some("1"));
+        assert_eq!(base[0].text, "A & B\n\nFirst doc.");
+        assert_eq!(base[1].index, 1);
+        for p in [&gz, &zst, &bz] {
+            let (docs, _) = read_all(p, &cfg).unwrap();
+            assert_eq!(docs, base, "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn utf8_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.txt");
+        fs::write(&p, b"good para\n\nbad \xff para\n\nlast").unwrap();
+        let mut cfg = CorpusConfig { text_unit: TextUnit::Paragraph, ..CorpusConfig::default() };
+        let (docs, st) = read_all(&p, &cfg).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[1].text, "bad \u{fffd} para");
+        assert_eq!(st.invalid_utf8_replaced, 1);
+        cfg.utf8 = Utf8Policy::Skip;
+        let (docs, st) = read_all(&p, &cfg).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(st.invalid_utf8_skipped, 1);
+        cfg.utf8 = Utf8Policy::Error;
+        let e = read_all(&p, &cfg).unwrap_err().to_string();
+        assert!(e.contains("bad.txt") && e.contains("invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn discover_walks_sorted_and_skips_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        for p in ["b/c/z.txt", "a.txt", ".hidden", "b/y.txt"] {
+            fs::write(dir.path().join(p), "x").unwrap();
+        }
+        let files = discover(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.path.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
+        assert_eq!(names, [PathBuf::from("a.txt"), "b/c/z.txt".into(), "b/y.txt".into()]);
+        let e = discover(&[dir.path().join("missing")]).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+    }
+}

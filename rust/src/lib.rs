@@ -1,0 +1,15 @@
+//! dataprep's core: corpus readers, pre-tokenizers, byte-level BPE (training, encoding, file
+//! formats). Pure Rust; the Python bindings live in `py/` behind the `python` feature and are the
+//! only code that knows about Python.
+
+pub mod bpe;
+pub mod corpus;
+pub mod error;
+pub mod fsutil;
+pub mod pretokenize;
+pub mod progress;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{Error, Result};

@@ -1,0 +1,186 @@
+//! Pre-tokenization: splitting text into pieces that BPE never merges across.
+//!
+//! [`Pattern`] names the split rule; [`PreTokenizer`] runs it. Built-in patterns are written
+//! exactly as tiktoken and HF ship them (that string goes into `tokenizer.json` and the tiktoken
+//! export); `gpt2` runs on a hand-written scanner, the others on a DFA with exact look-ahead
+//! emulation, custom ones on the DFA or fancy-regex (see `regex_split`).
+
+mod classes;
+mod gpt2;
+mod regex_split;
+
+use regex_split::RegexSplitter;
+
+use crate::error::Result;
+
+pub const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+pub const O200K_PATTERN: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"|\p{N}{1,3}",
+    r"| ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"|\s*[\r\n]+",
+    r"|\s+(?!\S)",
+    r"|\s+"
+);
+
+/// cl100k without its possessive quantifiers, for the DFA. Equivalent: each possessive part is
+/// followed only by what it cannot give back (`[^\r\n\p{L}\p{N}]` then `\p{L}`; `\s+` then the
+/// end), so backtracking into it never finds another match.
+const CL100K_DFA: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// A named split rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Gpt2,
+    Cl100k,
+    O200k,
+    Custom(String),
+}
+
+impl Pattern {
+    /// `gpt2`, `cl100k`, `o200k`, or else the text is taken as a regex.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "gpt2" => Pattern::Gpt2,
+            "cl100k" => Pattern::Cl100k,
+            "o200k" => Pattern::O200k,
+            other => Self::from_regex(other),
+        }
+    }
+
+    /// Recognises a built-in pattern by its regex text (as found in a `tokenizer.json`).
+    pub fn from_regex(re: &str) -> Self {
+        match re {
+            GPT2_PATTERN => Pattern::Gpt2,
+            CL100K_PATTERN => Pattern::Cl100k,
+            O200K_PATTERN => Pattern::O200k,
+            other => Pattern::Custom(other.to_string()),
+        }
+    }
+
+    /// The regex text, as written to `tokenizer.json` and tiktoken exports.
+    pub fn regex(&self) -> &str {
+        match self {
+            Pattern::Gpt2 => GPT2_PATTERN,
+            Pattern::Cl100k => CL100K_PATTERN,
+            Pattern::O200k => O200K_PATTERN,
+            Pattern::Custom(s) => s,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Pattern::Gpt2 => "gpt2",
+            Pattern::Cl100k => "cl100k",
+            Pattern::O200k => "o200k",
+            Pattern::Custom(_) => "custom",
+        }
+    }
+}
+
+/// Runs a [`Pattern`]. Cheap to share across threads (`Sync`).
+pub struct PreTokenizer {
+    pattern: Pattern,
+    imp: Imp,
+}
+
+enum Imp {
+    Gpt2,
+    Regex(RegexSplitter),
+}
+
+impl PreTokenizer {
+    pub fn new(pattern: Pattern) -> Result<Self> {
+        let imp = match &pattern {
+            Pattern::Gpt2 => Imp::Gpt2,
+            Pattern::Cl100k => Imp::Regex(RegexSplitter::new(CL100K_DFA)?),
+            Pattern::O200k => Imp::Regex(RegexSplitter::new(O200K_PATTERN)?),
+            Pattern::Custom(re) => Imp::Regex(RegexSplitter::new(re)?),
+        };
+        Ok(Self { pattern, imp })
+    }
+
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// Calls `f` with each piece of `text`, in order; the pieces concatenate to `text`.
+    #[inline]
+    pub fn split<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) {
+        match &self.imp {
+            Imp::Gpt2 => gpt2::split(text, &mut f),
+            Imp::Regex(r) => r.split(text, &mut f),
+        }
+    }
+
+    /// The pieces of `text` as a vector (tests, Python API).
+    pub fn pieces<'a>(&self, text: &'a str) -> Vec<&'a str> {
+        let mut v = Vec::new();
+        self.split(text, |p| v.push(p));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fancy_pieces(pattern: &str, text: &str) -> Vec<String> {
+        let re = fancy_regex::Regex::new(pattern).unwrap();
+        re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "Hello world! It's 2024, isn't it?  Yes\n\n  indeed.\t\tTabs   ",
+        "I'LL be there 'til 12345678 o'clock... we're DONE's",
+        "  leading and trailing  \n",
+        "한국어 텍스트입니다. 123개의 단어!",
+        "emoji 🎉🎉 and mixed👍text \u{3000}ideographic\u{3000}\u{3000}space",
+        "a\r\nb\r\n\r\nc   \n  d",
+        "x'sy 'S 'T O'NEIL'S  'll",
+        "CamelCaseWORDS and naïve café Über",
+        "\u{0301}combining mark e\u{0301}",
+        "path/to/file //comment\n\n\n",
+    ];
+
+    fn check_all(p: &Pattern, text: &str) {
+        let ours: Vec<String> = PreTokenizer::new(p.clone()).unwrap().pieces(text).iter().map(|s| s.to_string()).collect();
+        assert_eq!(ours, fancy_pieces(p.regex(), text), "pattern {} on {text:?}", p.name());
+    }
+
+    #[test]
+    fn builtins_equal_their_regex_on_samples() {
+        for p in [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k] {
+            for s in SAMPLES {
+                check_all(&p, s);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn builtins_equal_their_regex(text in "(\\PC|[ \t\r\n'’]|[a-zA-Z0-9]{1,5}|'(s|t|ll|re|LL|Ve)){0,40}") {
+            for p in [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k] {
+                check_all(&p, &text);
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_concatenate_to_input() {
+        let pt = PreTokenizer::new(Pattern::Custom(r"\p{L}+".into())).unwrap();
+        for s in SAMPLES {
+            assert_eq!(pt.pieces(s).concat(), *s);
+        }
+    }
+
+    #[test]
+    fn invalid_custom_pattern_is_an_error() {
+        let e = PreTokenizer::new(Pattern::Custom("(".into())).err().unwrap();
+        assert!(e.to_string().contains("invalid split pattern"));
+    }
+}

@@ -1,0 +1,75 @@
+"""Running a long Rust job from the CLI: the job runs on a worker thread (the GIL is released
+inside it), the main thread renders its progress with rich and turns Ctrl-C into a cancel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from dataprep import _core
+
+T = TypeVar("T")
+
+# Phases whose units are bytes get a transfer-speed column; the rest count items.
+BYTE_PHASES = {"reading", "evaluating"}
+
+
+def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
+    """Runs `job(progress)` on a thread while showing its progress; re-raises its exception."""
+    handle = _core.Progress()
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = job(handle)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread as is
+            result["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    columns = (
+        TextColumn("[bold]{task.description:<11}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+        speed = TransferSpeedColumn()
+        try:
+            while thread.is_alive():
+                thread.join(0.1)
+                phase, done, total, docs = handle.snapshot()
+                if not phase:
+                    continue
+                if phase not in tasks:
+                    for t in tasks.values():
+                        bar.update(t, completed=bar.tasks[t].total or 0)
+                    tasks[phase] = bar.add_task(phase, total=total or None, rate="")
+                task = tasks[phase]
+                bar.update(task, completed=done, total=total or None)
+                rate = ""
+                if phase in BYTE_PHASES:
+                    rate = f"{speed.render(bar.tasks[task])} {docs:,} docs"
+                bar.update(task, rate=rate)
+        except KeyboardInterrupt:
+            handle.cancel()
+            thread.join()
+            raise
+    if "error" in result:
+        raise result["error"]
+    return result["value"]

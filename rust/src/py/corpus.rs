@@ -1,0 +1,99 @@
+//! Corpus options from Python keywords, and `read_documents` for inspection and tests.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::run_detached;
+use crate::corpus::{self, CorpusConfig, Format, ReadStats, TextUnit, Utf8Policy};
+
+pub(crate) fn corpus_config(format: &str, text_unit: &str, jsonl_field: &str, parquet_column: &str, invalid_utf8: &str) -> PyResult<CorpusConfig> {
+    let format = match format {
+        "auto" => Format::Auto,
+        "wiki" => Format::Wiki,
+        "text" => Format::Text,
+        "jsonl" => Format::Jsonl,
+        "parquet" => Format::Parquet,
+        o => return Err(PyValueError::new_err(format!("unknown format {o:?} (auto, wiki, text, jsonl, parquet)"))),
+    };
+    let text_unit = match text_unit {
+        "file" => TextUnit::File,
+        "paragraph" => TextUnit::Paragraph,
+        o => return Err(PyValueError::new_err(format!("unknown text unit {o:?} (file, paragraph)"))),
+    };
+    let utf8 = match invalid_utf8 {
+        "replace" => Utf8Policy::Replace,
+        "skip" => Utf8Policy::Skip,
+        "error" => Utf8Policy::Error,
+        o => return Err(PyValueError::new_err(format!("unknown invalid-UTF-8 policy {o:?} (replace, skip, error)"))),
+    };
+    Ok(CorpusConfig { format, text_unit, jsonl_field: jsonl_field.into(), parquet_column: parquet_column.into(), utf8 })
+}
+
+pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ReadStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("files", s.files)?;
+    d.set_item("documents", s.documents)?;
+    d.set_item("bytes", s.bytes)?;
+    d.set_item("invalid_utf8_replaced", s.invalid_utf8_replaced)?;
+    d.set_item("invalid_utf8_skipped", s.invalid_utf8_skipped)?;
+    d.set_item("empty_skipped", s.empty_skipped)?;
+    Ok(d)
+}
+
+/// Reads every document of `inputs` into memory: `(docs, stats)`, each doc a dict with `text`,
+/// `file`, `index`, `id`, `title`. For inspection and tests; stages stream instead.
+#[pyfunction]
+#[pyo3(signature = (inputs, *, format="auto", text_unit="file", jsonl_field="text", parquet_column="text", invalid_utf8="replace"))]
+fn read_documents<'py>(
+    py: Python<'py>,
+    inputs: Vec<PathBuf>,
+    format: &str,
+    text_unit: &str,
+    jsonl_field: &str,
+    parquet_column: &str,
+    invalid_utf8: &str,
+) -> PyResult<(Vec<Bound<'py, PyDict>>, Bound<'py, PyDict>)> {
+    let cfg = corpus_config(format, text_unit, jsonl_field, parquet_column, invalid_utf8)?;
+    let (docs, stats) = run_detached(py, || {
+        let files = corpus::discover(&inputs)?;
+        let mut docs = Vec::new();
+        let mut stats = ReadStats::default();
+        for (no, f) in files.iter().enumerate() {
+            let st = corpus::read_file(f, no as u32, stats.documents, &cfg, |d| {
+                docs.push(d);
+                Ok(())
+            })?;
+            stats.add(&st);
+        }
+        Ok((docs, stats))
+    })?;
+    let out = docs
+        .into_iter()
+        .map(|d| {
+            let x = PyDict::new(py);
+            x.set_item("text", d.text)?;
+            x.set_item("file", d.file)?;
+            x.set_item("index", d.index)?;
+            x.set_item("id", d.id)?;
+            x.set_item("title", d.title)?;
+            Ok(x)
+        })
+        .collect::<PyResult<_>>()?;
+    Ok((out, stats_dict(py, &stats)?))
+}
+
+/// The files `inputs` expand to, with their sizes.
+#[pyfunction]
+fn discover(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<Vec<(PathBuf, u64)>> {
+    let files = run_detached(py, || corpus::discover(&inputs))?;
+    Ok(files.into_iter().map(|f| (f.path, f.size)).collect())
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_documents, m)?)?;
+    m.add_function(wrap_pyfunction!(discover, m)?)?;
+    Ok(())
+}

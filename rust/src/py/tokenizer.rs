@@ -1,0 +1,177 @@
+//! `Tokenizer`, `train_bpe` and `split` for Python.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::corpus::{corpus_config, stats_dict};
+use super::{run_detached, PyProgress};
+use crate::bpe::trainer::{self, TrainerConfig};
+use crate::bpe::Tokenizer;
+use crate::corpus;
+use crate::pretokenize::{Pattern, PreTokenizer};
+
+/// A byte-level BPE tokenizer. Thread-safe; encoding releases the GIL.
+#[pyclass(name = "Tokenizer", frozen)]
+pub struct PyTokenizer(pub Arc<Tokenizer>);
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+#[pymethods]
+impl PyTokenizer {
+    /// Loads a byte-level BPE `tokenizer.json` (ours or HF's).
+    #[staticmethod]
+    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        Ok(Self(Arc::new(run_detached(py, || Tokenizer::from_hf_file(&path))?)))
+    }
+
+    /// Ids of `text`. Special-token strings in `text` are encoded as ordinary text.
+    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
+        let tok = &self.0;
+        run_detached(py, || Ok(tok.encode(text)))
+    }
+
+    /// Ids of each text, as a list of `numpy.uint32` arrays (moved, not copied, into numpy).
+    #[pyo3(signature = (texts, threads=None))]
+    fn encode_batch<'py>(&self, py: Python<'py>, texts: Vec<String>, threads: Option<usize>) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
+        let tok = &self.0;
+        let threads = threads.unwrap_or_else(default_threads);
+        let ids = run_detached(py, || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            Ok(tok.encode_batch(&refs, threads))
+        })?;
+        Ok(ids.into_iter().map(|v| PyArray1::from_vec(py, v)).collect())
+    }
+
+    /// Text of `ids`; invalid UTF-8 (ids cut inside a character) becomes U+FFFD.
+    fn decode(&self, ids: Vec<u32>) -> PyResult<String> {
+        let bytes = self.0.decode_bytes(&ids).map_err(super::to_pyerr)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Bytes of `ids`.
+    fn decode_bytes(&self, ids: Vec<u32>) -> PyResult<Vec<u8>> {
+        self.0.decode_bytes(&ids).map_err(super::to_pyerr)
+    }
+
+    /// Bytes of one id, or None.
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        self.0.token_bytes(id).map(<[u8]>::to_vec)
+    }
+
+    /// Id of a special token, or None.
+    fn special_id(&self, content: &str) -> Option<u32> {
+        self.0.special_id(content)
+    }
+
+    #[getter]
+    fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.0.specials().iter().map(|s| (s.content.clone(), s.id)).collect()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+
+    #[getter]
+    fn num_merges(&self) -> usize {
+        self.0.merges().len()
+    }
+
+    /// The split regex.
+    #[getter]
+    fn pattern(&self) -> String {
+        self.0.pattern().regex().to_string()
+    }
+
+    /// Pre-tokenization pieces of `text`.
+    fn split(&self, text: &str) -> Vec<String> {
+        self.0.pre_tokenizer().pieces(text).into_iter().map(String::from).collect()
+    }
+
+    /// Writes `tokenizer.json` (HF format) atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let tok = &self.0;
+        run_detached(py, || tok.save_hf(&path))
+    }
+
+    /// Writes a `.tiktoken` ranks file and its `.json` sidecar (pattern, special tokens).
+    #[pyo3(signature = (path, name="dataprep"))]
+    fn save_tiktoken(&self, py: Python<'_>, path: PathBuf, name: &str) -> PyResult<()> {
+        let tok = &self.0;
+        run_detached(py, || tok.save_tiktoken(&path, name))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Tokenizer(vocab_size={}, pattern={:?})", self.0.vocab_size(), self.0.pattern().name())
+    }
+}
+
+/// Pre-tokenization pieces of `text` under `pattern` (`gpt2`, `cl100k`, `o200k` or a regex).
+#[pyfunction]
+fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
+    let pt = PreTokenizer::new(Pattern::parse(pattern)).map_err(super::to_pyerr)?;
+    Ok(pt.pieces(text).into_iter().map(String::from).collect())
+}
+
+/// Trains a byte-level BPE tokenizer; returns `(tokenizer, stats)`. See `dataprep.train_bpe`.
+#[pyfunction]
+#[pyo3(signature = (inputs, vocab_size, *, pattern="gpt2", special_tokens=vec![], min_frequency=2, max_token_length=None,
+    threads=None, holdout_every=100, format="auto", text_unit="file", jsonl_field="text", parquet_column="text",
+    invalid_utf8="replace", progress=None))]
+fn train_bpe<'py>(
+    py: Python<'py>,
+    inputs: Vec<PathBuf>,
+    vocab_size: u32,
+    pattern: &str,
+    special_tokens: Vec<String>,
+    min_frequency: u64,
+    max_token_length: Option<usize>,
+    threads: Option<usize>,
+    holdout_every: u64,
+    format: &str,
+    text_unit: &str,
+    jsonl_field: &str,
+    parquet_column: &str,
+    invalid_utf8: &str,
+    progress: Option<PyRef<'py, PyProgress>>,
+) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
+    let corpus_cfg = corpus_config(format, text_unit, jsonl_field, parquet_column, invalid_utf8)?;
+    let cfg = TrainerConfig::new(vocab_size)
+        .pattern(Pattern::parse(pattern))
+        .special_tokens(special_tokens)
+        .min_frequency(min_frequency)
+        .max_token_length(max_token_length)
+        .threads(threads.unwrap_or_else(default_threads))
+        .holdout_every(holdout_every);
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let (tok, st) = run_detached(py, || {
+        let files = corpus::discover(&inputs)?;
+        trainer::train(&files, &corpus_cfg, &cfg, &progress.0)
+    })?;
+    let d = stats_dict(py, &st.read)?;
+    d.set_item("unique_words", st.unique_words)?;
+    d.set_item("merges", st.merges)?;
+    d.set_item("vocab_size", tok.vocab_size())?;
+    d.set_item("read_count_seconds", st.read_count_seconds)?;
+    d.set_item("merge_seconds", st.merge_seconds)?;
+    d.set_item("total_seconds", st.total_seconds)?;
+    d.set_item("holdout_documents", st.holdout_documents)?;
+    d.set_item("holdout_bytes", st.holdout_bytes)?;
+    d.set_item("holdout_tokens", st.holdout_tokens)?;
+    d.set_item("threads", cfg.threads)?;
+    Ok((PyTokenizer(Arc::new(tok)), d))
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTokenizer>()?;
+    m.add_function(wrap_pyfunction!(split, m)?)?;
+    m.add_function(wrap_pyfunction!(train_bpe, m)?)?;
+    Ok(())
+}

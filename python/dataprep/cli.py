@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import dataprep
 from dataprep import _core
@@ -57,7 +58,8 @@ def main() -> None:
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Text, not markup: messages quote user input such as "[MASK]".
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     sys.exit(1)
 
 

@@ -42,7 +42,7 @@ impl Tokenizer {
             "added_tokens": added,
             "normalizer": null,
             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": self.pattern().regex()}, "behavior": "Isolated", "invert": false},
+                {"type": "Split", "pattern": {"Regex": self.pattern().portable_regex()}, "behavior": "Isolated", "invert": false},
                 {"type": "ByteLevel", "add_prefix_space": self.add_prefix_space, "trim_offsets": true, "use_regex": false}
             ]},
             "post_processor": null,

@@ -25,10 +25,15 @@ pub const O200K_PATTERN: &str = concat!(
     r"|\s+"
 );
 
-/// cl100k without its possessive quantifiers, for the DFA. Equivalent: each possessive part is
-/// followed only by what it cannot give back (`[^\r\n\p{L}\p{N}]` then `\p{L}`; `\s+` then the
-/// end), so backtracking into it never finds another match.
-const CL100K_DFA: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+$|\s*[\r\n]|\s+(?!\S)|\s";
+/// cl100k in a form every engine reads the same way: no possessive quantifiers and `\z` for the
+/// end of text. Equivalent to [`CL100K_PATTERN`] as Python's `regex` and tiktoken run it: each
+/// possessive part is followed only by what it cannot give back (`[^\r\n\p{L}\p{N}]` then `\p{L}`;
+/// a class without `\r\n` then `[\r\n]`), so backtracking into it never finds another match, and
+/// `\s++$` only matches a whitespace run that reaches the end. This is the form written to
+/// `tokenizer.json`: HF's Oniguruma reads `{1,3}+` as "repeat `{1,3}`" (not possessive) and `$` as
+/// end of line, so tiktoken's exact text would give different pieces there.
+pub const CL100K_PORTABLE: &str =
+    r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+\z|\s*[\r\n]|\s+(?!\S)|\s";
 
 /// A named split rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,19 +59,27 @@ impl Pattern {
     pub fn from_regex(re: &str) -> Self {
         match re {
             GPT2_PATTERN => Pattern::Gpt2,
-            CL100K_PATTERN => Pattern::Cl100k,
+            CL100K_PATTERN | CL100K_PORTABLE => Pattern::Cl100k,
             O200K_PATTERN => Pattern::O200k,
             other => Pattern::Custom(other.to_string()),
         }
     }
 
-    /// The regex text, as written to `tokenizer.json` and tiktoken exports.
+    /// The regex text as its origin writes it (tiktoken's for the built-ins): the tiktoken export.
     pub fn regex(&self) -> &str {
         match self {
             Pattern::Gpt2 => GPT2_PATTERN,
             Pattern::Cl100k => CL100K_PATTERN,
             Pattern::O200k => O200K_PATTERN,
             Pattern::Custom(s) => s,
+        }
+    }
+
+    /// An equivalent regex that Oniguruma (HF tokenizers) also reads the same way: `tokenizer.json`.
+    pub fn portable_regex(&self) -> &str {
+        match self {
+            Pattern::Cl100k => CL100K_PORTABLE,
+            other => other.regex(),
         }
     }
 
@@ -95,7 +108,7 @@ impl PreTokenizer {
     pub fn new(pattern: Pattern) -> Result<Self> {
         let imp = match &pattern {
             Pattern::Gpt2 => Imp::Gpt2,
-            Pattern::Cl100k => Imp::Regex(RegexSplitter::new(CL100K_DFA)?),
+            Pattern::Cl100k => Imp::Regex(RegexSplitter::new(CL100K_PORTABLE)?),
             Pattern::O200k => Imp::Regex(RegexSplitter::new(O200K_PATTERN)?),
             Pattern::Custom(re) => Imp::Regex(RegexSplitter::new(re)?),
         };
@@ -149,6 +162,13 @@ mod tests {
     fn check_all(p: &Pattern, text: &str) {
         let ours: Vec<String> = PreTokenizer::new(p.clone()).unwrap().pieces(text).iter().map(|s| s.to_string()).collect();
         assert_eq!(ours, fancy_pieces(p.regex(), text), "pattern {} on {text:?}", p.name());
+    }
+
+    #[test]
+    fn portable_cl100k_equals_tiktoken_text() {
+        for s in SAMPLES {
+            assert_eq!(fancy_pieces(CL100K_PORTABLE, s), fancy_pieces(CL100K_PATTERN, s), "{s:?}");
+        }
     }
 
     #[test]

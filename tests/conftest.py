@@ -1,0 +1,33 @@
+"""Shared fixtures: the bundled demo corpus and a tokenizer trained on it once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dataprep
+
+DATA = Path(__file__).parent / "data"
+DEMO = DATA / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_corpus() -> Path:
+    return DEMO
+
+
+@pytest.fixture(scope="session")
+def demo_texts() -> list[str]:
+    docs, _ = dataprep.read_documents([str(DEMO)])
+    return [d["text"] for d in docs]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.Tokenizer]:
+    """A 1,000-id tokenizer on the demo corpus, written with its tiktoken export."""
+    out = tmp_path_factory.mktemp("tok") / "tok.json"
+    tok, _ = dataprep.train_bpe(
+        DEMO, 1000, out=out, special_tokens=["<|endoftext|>", "[MASK]"], holdout_every=0
+    )
+    return out, tok

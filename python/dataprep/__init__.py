@@ -7,15 +7,21 @@
 
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
+from dataprep.inspect import input_ids, inspect_shards, open_shard
+from dataprep.tokenize import tokenize
 
 __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "input_ids",
+    "inspect_shards",
+    "open_shard",
     "read_documents",
     "split",
     "tiktoken_encoding",
     "tiktoken_paths",
+    "tokenize",
     "train_bpe",
 ]
 __version__ = "0.1.0"

@@ -13,6 +13,8 @@ from rich.text import Text
 import dataprep
 from dataprep import _core
 from dataprep.bpe import tiktoken_paths, train_bpe
+from dataprep.inspect import inspect_shards
+from dataprep.tokenize import tokenize
 from dataprep.jobs import run_job
 
 console = Console(stderr=True)
@@ -177,6 +179,144 @@ def train_bpe_cmd(
     for k, v in rows:
         table.add_row(k, v)
     Console().print(table)
+
+
+@main.command("tokenize")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--tokenizer",
+    "tokenizer_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="tokenizer.json (byte-level BPE) or a .tiktoken file.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Shard directory.")
+@click.option("--seq-len", type=int, default=2048, show_default=True, help="Tokens per row.")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the val split.")
+@click.option("--shard-size", default="256MB", show_default=True, help="Target shard size.")
+@click.option(
+    "--last-row",
+    type=click.Choice(["pad", "drop"]),
+    default="pad",
+    show_default=True,
+    help="Final partial row: pad it (n_tokens tells its length) or drop it (counted).",
+)
+@click.option("--threads", type=int, default=None, help="Encoder threads [default: all cores].")
+@click.option("--eos-token", default=None, help="EOS special token [default: found by name].")
+@click.option("--bos-token", default=None, help="BOS special token [default: found by name].")
+@click.option("--bos/--no-bos", "use_bos", default=True, show_default=True)
+@click.option("--pad-token", default=None, help="Pad token [default: found by name, else EOS].")
+@click.option("--pattern", default=None, help="Split pattern for a .tiktoken without sidecar.")
+@corpus_options
+def tokenize_cmd(
+    inputs: tuple[Path, ...],
+    tokenizer_path: Path,
+    out: Path,
+    seq_len: int,
+    val_fraction: float,
+    seed: int,
+    shard_size: str,
+    last_row: str,
+    threads: int | None,
+    eos_token: str | None,
+    bos_token: str | None,
+    use_bos: bool,
+    pad_token: str | None,
+    pattern: str | None,
+    fmt: str,
+    text_unit: str,
+    jsonl_field: str,
+    parquet_column: str,
+    invalid_utf8: str,
+) -> None:
+    """Tokenize INPUTS into packed Arrow shards in --out (resumable: rerun to continue)."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        m = run_job(
+            console,
+            lambda progress: tokenize(
+                inputs,
+                tokenizer_path,
+                out,
+                seq_len=seq_len,
+                val_fraction=val_fraction,
+                seed=seed,
+                shard_size=shard_size,
+                last_row=last_row,
+                threads=threads,
+                eos_token=eos_token,
+                bos_token=bos_token,
+                use_bos=use_bos,
+                pad_token=pad_token,
+                pattern=pattern,
+                format=fmt,
+                text_unit=text_unit,
+                jsonl_field=jsonl_field,
+                parquet_column=parquet_column,
+                invalid_utf8=invalid_utf8,
+                progress=progress,
+            ),
+        )
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished shards are kept: rerun the same command to resume into {out}")
+    secs = time.perf_counter() - t0
+    docs = m["documents"]
+    table = Table(title=f"tokenize -> {out}", title_justify="left")
+    for col in ("split", "documents", "rows", "tokens", "shards", "dropped tokens"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for name, sp in m["splits"].items():
+        table.add_row(
+            name,
+            f"{sp['documents']:,}",
+            f"{sp['rows']:,}",
+            f"{sp['tokens']:,}",
+            f"{len(sp['shards']):,}",
+            f"{sp['dropped_tokens']:,}",
+        )
+    Console().print(table)
+    tokens = sum(sp["tokens"] for sp in m["splits"].values())
+    skipped = ", ".join(f"{v:,} {k}" for k, v in docs["skipped"].items())
+    Console().print(
+        f"{docs['read']:,} documents ({human_bytes(docs['bytes'])}) read, skipped: {skipped}; "
+        f"seq_len {m['seq_len']}, {m['dtype']}; {secs:.2f} s, "
+        f"{docs['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s, {tokens / max(secs, 1e-9) / 1e6:.2f}M tokens/s",
+        highlight=False,
+    )
+
+
+@main.command("inspect")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--rows", type=int, default=2, show_default=True, help="Rows to decode and show.")
+@click.option("--no-verify", is_flag=True, help="Skip checksum validation.")
+def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
+    """Summarize a shard directory, validate its checksums and decode a few rows."""
+    try:
+        r = inspect_shards(directory, verify=not no_verify, rows=rows)
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    m = r["manifest"]
+    out = Console()
+    table = Table(title=f"{directory}", show_header=False, title_justify="left")
+    tok = m["tokenizer"]
+    table.add_row("schema", f"v{m['schema_version']}, objective {m['objective']}, seq_len {m['seq_len']}, {m['dtype']}")
+    table.add_row("tokenizer", f"{tok['file']} (vocab {tok['vocab_size']:,}, eos {tok['eos_id']}, sha256 {tok['sha256'][:12]}…)")
+    table.add_row("inputs", f"{len(m['inputs']):,} files, {human_bytes(sum(i['bytes'] for i in m['inputs']))}")
+    for name, sp in m["splits"].items():
+        table.add_row(name, f"{len(sp['shards'])} shards, {sp['rows']:,} rows, {sp['tokens']:,} tokens, {sp['documents']:,} documents")
+    table.add_row("checksums", "skipped" if no_verify else ("OK" if not r["problems"] else f"{len(r['problems'])} problem(s)"))
+    out.print(table)
+    for shard, row, text in r["samples"]:
+        out.print(f"[bold]{shard} row {row}:[/] ", end="")
+        out.print(Text(text[:300] + ("…" if len(text) > 300 else "")))
+    for p in r["problems"]:
+        console.print(Text(p, style="red"))
+    if r["problems"]:
+        sys.exit(1)
 
 
 def skipped_text(stats: dict[str, int]) -> str:

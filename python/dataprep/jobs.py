@@ -53,7 +53,7 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
         try:
             while thread.is_alive():
                 thread.join(0.1)
-                phase, done, total, docs = handle.snapshot()
+                phase, done, total, docs, tokens = handle.snapshot()
                 if not phase:
                     continue
                 if phase not in tasks:
@@ -65,6 +65,9 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
                 rate = ""
                 if phase in BYTE_PHASES:
                     rate = f"{speed.render(bar.tasks[task])} {docs:,} docs"
+                    elapsed = bar.tasks[task].elapsed or 0
+                    if tokens and elapsed > 0:
+                        rate += f" {tokens / elapsed / 1e6:.1f}M tok/s"
                 bar.update(task, rate=rate)
         except KeyboardInterrupt:
             handle.cancel()

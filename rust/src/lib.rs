@@ -6,8 +6,11 @@ pub mod bpe;
 pub mod corpus;
 pub mod error;
 pub mod fsutil;
+pub mod pack;
+pub mod pipeline;
 pub mod pretokenize;
 pub mod progress;
+pub mod shards;
 
 #[cfg(feature = "python")]
 mod py;

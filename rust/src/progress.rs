@@ -16,6 +16,8 @@ pub struct Progress {
     total: AtomicU64,
     /// Documents read so far (all phases).
     docs: AtomicU64,
+    /// Tokens produced so far (encoding stages).
+    tokens: AtomicU64,
     cancel: AtomicBool,
 }
 
@@ -26,6 +28,7 @@ pub struct Snapshot {
     pub done: u64,
     pub total: u64,
     pub docs: u64,
+    pub tokens: u64,
 }
 
 impl Progress {
@@ -52,6 +55,10 @@ impl Progress {
         self.docs.fetch_add(docs, Ordering::Relaxed);
     }
 
+    pub fn add_tokens(&self, tokens: u64) {
+        self.tokens.fetch_add(tokens, Ordering::Relaxed);
+    }
+
     /// Asks the job to stop at its next check; it then returns [`Error::Cancelled`].
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
@@ -72,6 +79,7 @@ impl Progress {
             done: self.done.load(Ordering::Relaxed),
             total: self.total.load(Ordering::Relaxed),
             docs: self.docs.load(Ordering::Relaxed),
+            tokens: self.tokens.load(Ordering::Relaxed),
         }
     }
 }

@@ -98,6 +98,16 @@ impl Tokenizer {
     }
 
     /// Bytes of a sequence of ids; unknown ids are an error.
+    /// Loads `tokenizer.json` (HF format), or a tiktoken ranks file when the name ends in
+    /// `.tiktoken` (pattern from its sidecar, or `pattern`).
+    pub fn from_file(path: &std::path::Path, pattern: Option<Pattern>) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "tiktoken") {
+            Self::from_tiktoken_file(path, pattern)
+        } else {
+            Self::from_hf_file(path)
+        }
+    }
+
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ids.len() * 4);
         for &id in ids {

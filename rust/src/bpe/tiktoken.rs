@@ -6,9 +6,10 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::Tokenizer;
-use crate::error::Result;
+use super::{Special, Tokenizer};
+use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::pretokenize::Pattern;
 
 impl Tokenizer {
     /// Writes `<ranks_path>` and `<ranks_path>.json` (`{"name", "pat_str", "special_tokens"}`).
@@ -31,6 +32,81 @@ impl Tokenizer {
         write_atomic(Path::new(&side), |w| {
             serde_json::to_writer_pretty(&mut *w, &meta).map_err(std::io::Error::other)?;
             w.write_all(b"\n")
+        })
+    }
+}
+
+impl Tokenizer {
+    /// Reads a tiktoken ranks file. The split pattern and special tokens come from the `.json`
+    /// sidecar when there is one (our exports write it), else `pattern` must be given.
+    ///
+    /// tiktoken merges the adjacent pair whose *concatenation* has the lowest rank; that is
+    /// expressed as merges here: for every token and every split of it into two tokens, the pair
+    /// gets the token's rank. Our encoder (lowest rank first, leftmost on ties) then gives
+    /// tiktoken's ids exactly.
+    pub fn from_tiktoken_file(path: &Path, pattern: Option<Pattern>) -> Result<Self> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut ranked: Vec<(u32, Vec<u8>)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = || Error::input(path, format!("line {}: not \"<base64> <rank>\"", n + 1));
+            let (tok, rank) = line.split_once(' ').ok_or_else(bad)?;
+            let bytes = b64.decode(tok).map_err(|_| bad())?;
+            let rank: u32 = rank.trim().parse().map_err(|_| bad())?;
+            ranked.push((rank, bytes));
+        }
+        ranked.sort_unstable();
+        let mut side = path.as_os_str().to_owned();
+        side.push(".json");
+        let meta: Option<serde_json::Value> = match std::fs::read(&side) {
+            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| Error::input(&side, format!("not valid JSON: {e}")))?),
+            Err(_) => None,
+        };
+        let pattern = match (pattern, meta.as_ref().and_then(|m| m.get("pat_str")).and_then(|v| v.as_str())) {
+            (Some(p), _) => p,
+            (None, Some(p)) => Pattern::from_regex(p),
+            (None, None) => {
+                return Err(Error::input(path, "no split pattern: give one, or put a .json sidecar with \"pat_str\" next to it"))
+            }
+        };
+        let mut specials: Vec<Special> = Vec::new();
+        if let Some(map) = meta.as_ref().and_then(|m| m.get("special_tokens")).and_then(|v| v.as_object()) {
+            for (content, id) in map {
+                let id = id.as_u64().ok_or_else(|| Error::input(&side, "special token ids must be integers"))?;
+                specials.push(Special { content: content.clone(), id: id as u32 });
+            }
+        }
+        let size = ranked.iter().map(|(r, _)| *r as usize + 1).chain(specials.iter().map(|s| s.id as usize + 1)).max().unwrap_or(0);
+        let mut tokens: Vec<Option<Vec<u8>>> = vec![None; size];
+        for s in &specials {
+            tokens[s.id as usize] = Some(s.content.as_bytes().to_vec());
+        }
+        let mut by_bytes = ahash::AHashMap::with_capacity(ranked.len());
+        for (rank, bytes) in &ranked {
+            if tokens[*rank as usize].is_some() {
+                return Err(Error::input(path, format!("rank {rank} is given twice")));
+            }
+            tokens[*rank as usize] = Some(bytes.clone());
+            by_bytes.insert(bytes.as_slice(), *rank);
+        }
+        if let Some(hole) = tokens.iter().position(Option::is_none) {
+            return Err(Error::input(path, format!("no token has rank {hole}")));
+        }
+        let mut merges = Vec::new();
+        for (rank, bytes) in &ranked {
+            for k in 1..bytes.len() {
+                if let (Some(&a), Some(&b)) = (by_bytes.get(&bytes[..k]), by_bytes.get(&bytes[k..])) {
+                    merges.push((a, b, *rank));
+                }
+            }
+        }
+        let tokens = tokens.into_iter().map(Option::unwrap_or_default).collect();
+        Tokenizer::new(pattern, tokens, specials, merges).map_err(|e| match e {
+            Error::Config(m) => Error::input(path, m),
+            other => other,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! cancels from its main thread while the job runs on another.
 
 mod corpus;
+mod tokenize;
 mod tokenizer;
 
 use std::path::PathBuf;
@@ -42,10 +43,10 @@ impl PyProgress {
         Self::default()
     }
 
-    /// `(phase, done, total, documents)`: units done and total in the current phase.
-    fn snapshot(&self) -> (String, u64, u64, u64) {
+    /// `(phase, done, total, documents, tokens)`: units done and total in the current phase.
+    fn snapshot(&self) -> (String, u64, u64, u64, u64) {
         let s = self.0.snapshot();
-        (s.phase, s.done, s.total, s.docs)
+        (s.phase, s.done, s.total, s.docs, s.tokens)
     }
 
     fn cancel(&self) {
@@ -66,5 +67,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_writable, m)?)?;
     corpus::register(m)?;
     tokenizer::register(m)?;
+    tokenize::register(m)?;
     Ok(())
 }

@@ -24,10 +24,13 @@ fn default_threads() -> usize {
 
 #[pymethods]
 impl PyTokenizer {
-    /// Loads a byte-level BPE `tokenizer.json` (ours or HF's).
+    /// Loads a byte-level BPE `tokenizer.json` (ours or HF's), or a `.tiktoken` ranks file
+    /// (split pattern from its `.json` sidecar, or `pattern`: gpt2, cl100k, o200k or a regex).
     #[staticmethod]
-    fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Ok(Self(Arc::new(run_detached(py, || Tokenizer::from_hf_file(&path))?)))
+    #[pyo3(signature = (path, pattern=None))]
+    fn from_file(py: Python<'_>, path: PathBuf, pattern: Option<&str>) -> PyResult<Self> {
+        let pattern = pattern.map(Pattern::parse);
+        Ok(Self(Arc::new(run_detached(py, || Tokenizer::from_file(&path, pattern))?)))
     }
 
     /// Ids of `text`. Special-token strings in `text` are encoded as ordinary text.

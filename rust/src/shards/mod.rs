@@ -1,0 +1,220 @@
+//! Shard files: Arrow IPC *stream* files (what `pyarrow.ipc.open_stream` memory-maps zero-copy and
+//! what `datasets.Dataset.from_file` opens), one row per packed sequence.
+//!
+//! Schema version 1 (causal LM), also stored in the schema metadata:
+//! - `input_ids`: `fixed_size_list<uint16 | uint32>[seq_len]` (uint16 when the vocabulary fits);
+//! - `doc_starts`: `list<int32>`, offsets in the row where a document begins;
+//! - `n_tokens`: `int32`, real tokens in the row (`seq_len` except a padded last row).
+//!
+//! A shard is written under a temporary name and renamed when complete, so a shard file never
+//! exists half-written; its SHA-256 is computed while it is written.
+
+pub mod manifest;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, FixedSizeListArray, Int32Array, ListArray, RecordBatch, UInt16Array, UInt32Array};
+use arrow_buffer::OffsetBuffer;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::fsutil::temp_path;
+use crate::pack::Row;
+
+pub const SCHEMA_VERSION: u32 = 1;
+/// Rows per Arrow record batch inside a shard.
+const BATCH_ROWS: usize = 1024;
+
+/// Token storage width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    Uint16,
+    Uint32,
+}
+
+impl Dtype {
+    /// The narrowest width that holds every id of a vocabulary of `vocab_size`.
+    pub fn for_vocab(vocab_size: usize) -> Self {
+        if vocab_size <= 1 << 16 {
+            Dtype::Uint16
+        } else {
+            Dtype::Uint32
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Dtype::Uint16 => 2,
+            Dtype::Uint32 => 4,
+        }
+    }
+
+    fn arrow(self) -> DataType {
+        match self {
+            Dtype::Uint16 => DataType::UInt16,
+            Dtype::Uint32 => DataType::UInt32,
+        }
+    }
+}
+
+/// The causal-LM shard schema.
+pub fn causal_schema(seq_len: usize, dtype: Dtype) -> SchemaRef {
+    let item = Arc::new(Field::new("item", dtype.arrow(), false));
+    let meta = HashMap::from([
+        ("dataprep.schema_version".to_string(), SCHEMA_VERSION.to_string()),
+        ("dataprep.objective".to_string(), "clm".to_string()),
+        ("dataprep.seq_len".to_string(), seq_len.to_string()),
+    ]);
+    Arc::new(Schema::new_with_metadata(
+        vec![
+            Field::new("input_ids", DataType::FixedSizeList(item, seq_len as i32), false),
+            Field::new("doc_starts", DataType::List(Arc::new(Field::new("item", DataType::Int32, false))), false),
+            Field::new("n_tokens", DataType::Int32, false),
+        ],
+        meta,
+    ))
+}
+
+/// What the manifest records of a finished shard.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardInfo {
+    pub file: String,
+    pub rows: u64,
+    /// Real (non-pad) tokens.
+    pub tokens: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes one shard; rows are buffered into record batches of [`BATCH_ROWS`].
+pub struct ShardWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    schema: SchemaRef,
+    seq_len: usize,
+    dtype: Dtype,
+    writer: StreamWriter<HashingWriter<BufWriter<File>>>,
+    ids: Vec<u32>,
+    offsets: Vec<i32>,
+    starts: Vec<i32>,
+    n_tokens: Vec<i32>,
+    rows: u64,
+    tokens: u64,
+}
+
+impl ShardWriter {
+    pub fn create(path: &Path, schema: SchemaRef, seq_len: usize, dtype: Dtype) -> Result<Self> {
+        let tmp = temp_path(path);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let sink = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
+        let writer = StreamWriter::try_new(sink, &schema).map_err(|e| Error::input(path, e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            schema,
+            seq_len,
+            dtype,
+            writer,
+            ids: Vec::with_capacity(BATCH_ROWS * seq_len),
+            offsets: vec![0],
+            starts: Vec::new(),
+            n_tokens: Vec::new(),
+            rows: 0,
+            tokens: 0,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows + self.n_tokens.len() as u64
+    }
+
+    pub fn push(&mut self, row: &Row<'_>) -> Result<()> {
+        debug_assert_eq!(row.ids.len(), self.seq_len);
+        self.ids.extend_from_slice(row.ids);
+        self.starts.extend(row.doc_starts.iter().map(|&s| s as i32));
+        self.offsets.push(self.starts.len() as i32);
+        self.n_tokens.push(row.n_tokens as i32);
+        self.tokens += row.n_tokens as u64;
+        if self.n_tokens.len() == BATCH_ROWS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.n_tokens.is_empty() {
+            return Ok(());
+        }
+        let values: ArrayRef = match self.dtype {
+            Dtype::Uint16 => Arc::new(UInt16Array::from_iter_values(self.ids.iter().map(|&x| x as u16))),
+            Dtype::Uint32 => Arc::new(UInt32Array::from(std::mem::take(&mut self.ids))),
+        };
+        self.ids.clear();
+        let DataType::FixedSizeList(item, _) = self.schema.field(0).data_type().clone() else {
+            unreachable!("schema built by causal_schema")
+        };
+        let input_ids = FixedSizeListArray::new(item, self.seq_len as i32, values, None);
+        let starts = Int32Array::from(std::mem::take(&mut self.starts));
+        let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
+        let doc_starts = ListArray::new(Arc::new(Field::new("item", DataType::Int32, false)), offsets, Arc::new(starts), None);
+        let n = std::mem::take(&mut self.n_tokens);
+        self.rows += n.len() as u64;
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![Arc::new(input_ids), Arc::new(doc_starts), Arc::new(Int32Array::from(n))],
+        )
+        .map_err(|e| Error::input(&self.path, e.to_string()))?;
+        self.writer.write(&batch).map_err(|e| Error::input(&self.path, e.to_string()))
+    }
+
+    /// Completes the file, syncs it and renames it into place.
+    pub fn finish(mut self) -> Result<ShardInfo> {
+        self.flush_batch()?;
+        let path = self.path.clone();
+        let io = |e: std::io::Error| Error::io(&path, e);
+        self.writer.finish().map_err(|e| Error::input(&path, e.to_string()))?;
+        let sink = self.writer.into_inner().map_err(|e| Error::input(&path, e.to_string()))?;
+        let HashingWriter { inner, hash, bytes } = sink;
+        let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&self.tmp, &self.path).map_err(io)?;
+        Ok(ShardInfo {
+            file: self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            rows: self.rows,
+            tokens: self.tokens,
+            bytes,
+            sha256: format!("{:x}", hash.finalize()),
+        })
+    }
+
+    /// Abandons the shard: the temporary file is removed.
+    pub fn abort(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}

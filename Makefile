@@ -24,23 +24,31 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 install: $(VENV)/.deps  ## build the Rust extension (release) into .venv with test dependencies
 	$(BIN)/maturin develop --release -q
 
-demo: install  ## train a tokenizer on the bundled corpus and print its summary
+demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect
 	mkdir -p $(OUT)
-	$(BIN)/dataprep train-bpe $(CORPUS) --vocab-size 2000 --special-token '<|endoftext|>' --out $(OUT)/tokenizer.json
+	$(BIN)/dataprep train-bpe $(CORPUS) --vocab-size 2000 --special-token '<|endoftext|>' \
+		--holdout-every 10 --out $(OUT)/tokenizer.json
+	$(BIN)/dataprep tokenize $(CORPUS) --tokenizer $(OUT)/tokenizer.json --out $(OUT)/shards \
+		--seq-len 512 --val-fraction 0.1
+	$(BIN)/dataprep inspect $(OUT)/shards --rows 1
 
 test: install  ## all tests: Rust (cargo test) and Python (pytest)
 	cargo test --release -q
 	$(BIN)/pytest -q
 
-lint: install  ## rustfmt, clippy, ruff, mypy stubtest
+lint: install  ## rustfmt, clippy, ruff, and the _core.pyi stub checked against the extension
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
+	$(BIN)/python -m mypy.stubtest dataprep._core
 
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
 	$(BIN)/pip install -q rustbpe==0.1.0 psutil
-	$(BIN)/python bench/bench_train_bpe.py
+	$(BIN)/python bench/bench_train_bpe.py --runs 3
+	$(BIN)/python bench/bench_train_bpe.py --corpus kowiki --runs 3
+	$(BIN)/python bench/bench_encode.py --runs 3
+	$(BIN)/python bench/bench_tokenize.py
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)

@@ -89,7 +89,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     a = ap.parse_args()
     folder = str(CORPORA / a.corpus / "AA")
-    systems = {"dataprep": "bench_train_bpe:ours", "HF tokenizers": "bench_train_bpe:hf", "rustbpe": "bench_train_bpe:rustbpe_"}
+    systems = {
+        "dataprep": "bench_train_bpe:ours",
+        "HF tokenizers": "bench_train_bpe:hf",
+        "rustbpe": "bench_train_bpe:rustbpe_",
+    }
     results: dict[str, list[dict]] = {k: [] for k in systems}
     for _ in range(a.runs):  # interleaved, so that machine noise hits every system alike
         for name, fn in systems.items():
@@ -98,7 +102,9 @@ def main() -> None:
             )
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
     size = results["dataprep"][0]["bytes"]
-    print(f"\n{a.corpus}: {size / 1e6:.1f} MB, vocab {a.vocab_size}, {a.threads} threads, median of {a.runs}\n")
+    print(
+        f"\n{a.corpus}: {size / 1e6:.1f} MB, vocab {a.vocab_size}, {a.threads} threads, median of {a.runs}\n"
+    )
     print("| system | train s | MB/s | peak RSS MB | bytes/token (held out) | dataprep speedup |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
@@ -110,7 +116,9 @@ def main() -> None:
         )
     d = results["dataprep"][0]
     gap = (d["bpt"] / results["HF tokenizers"][0]["bpt"] - 1) * 100
-    print(f"\ndataprep phases: read+split+count {d['read_count_seconds']:.2f} s, merge {d['merge_seconds']:.2f} s")
+    print(
+        f"\ndataprep phases: read+split+count {d['read_count_seconds']:.2f} s, merge {d['merge_seconds']:.2f} s"
+    )
     print(f"compression vs HF: {gap:+.2f}% bytes/token")
 
 

@@ -44,9 +44,9 @@ def run_isolated(fn: str, **kwargs: object) -> dict:
     the child's peak RSS in MB."""
     module, func = fn.split(":")
     code = (
-        "import json, sys; sys.path.insert(0, %r); import %s as m; "
-        "print('RESULT' + json.dumps(m.%s(**json.loads(sys.argv[1]))))"
-    ) % (str(REPO / "bench"), module, func)
+        f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import {module} as m; "
+        f"print('RESULT' + json.dumps(m.{func}(**json.loads(sys.argv[1]))))"
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(

@@ -60,7 +60,11 @@ def test_hf_files_give_hf_ids(hf_pair, demo_texts: list[str]) -> None:  # type: 
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cn", "Co")), max_size=60))
+@given(
+    text=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cn", "Co")), max_size=60
+    )
+)
 def test_hf_files_give_hf_ids_on_generated_unicode(hf_pair, text: str) -> None:  # type: ignore[no-untyped-def]
     hf, ours = hf_pair
     # HF also matches special-token strings inside text; our encode() treats text as text.
@@ -68,9 +72,13 @@ def test_hf_files_give_hf_ids_on_generated_unicode(hf_pair, text: str) -> None: 
     assert ours.encode(text) == hf.encode(text, add_special_tokens=False).ids
 
 
-def test_tiktoken_ranks_give_tiktoken_ids(tmp_path: Path, demo_corpus: Path, demo_texts: list[str]) -> None:
+def test_tiktoken_ranks_give_tiktoken_ids(
+    tmp_path: Path, demo_corpus: Path, demo_texts: list[str]
+) -> None:
     out = tmp_path / "t.json"
-    dataprep.train_bpe(demo_corpus, 900, out=out, pattern="cl100k", special_tokens=["<|endoftext|>"])
+    dataprep.train_bpe(
+        demo_corpus, 900, out=out, pattern="cl100k", special_tokens=["<|endoftext|>"]
+    )
     ranks, _ = dataprep.tiktoken_paths(out)
     enc = dataprep.tiktoken_encoding(ranks)
     ours = dataprep.Tokenizer.from_file(str(ranks))
@@ -94,7 +102,12 @@ def test_tiktoken_rank_semantics_on_a_hand_made_vocabulary(tmp_path: Path) -> No
     vocab = [bytes([b]) for b in range(256)] + [b"bc", b"ab", b"abc", b"cab"]
     p = tmp_path / "v.tiktoken"
     p.write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(vocab)))
-    enc = tiktoken.Encoding("v", pat_str=r"\S+|\s+", mergeable_ranks={t: i for i, t in enumerate(vocab)}, special_tokens={})
+    enc = tiktoken.Encoding(
+        "v",
+        pat_str=r"\S+|\s+",
+        mergeable_ranks={t: i for i, t in enumerate(vocab)},
+        special_tokens={},
+    )
     ours = dataprep.Tokenizer.from_file(str(p), r"\S+|\s+")
     for t in ["abc", "abcab", "cabc", "aabcc bcab", "abcabcabc"]:
         assert ours.encode(t) == enc.encode_ordinary(t), t

@@ -46,7 +46,9 @@ STABLE = st.characters(
 TEXT = st.lists(
     st.one_of(
         STABLE,
-        st.sampled_from([" ", "  ", "\n", "\r\n", "\t", "'s", "'LL", "'ve", "’", "\u3000", "123456"]),
+        st.sampled_from(
+            [" ", "  ", "\n", "\r\n", "\t", "'s", "'LL", "'ve", "\u2019", "\u3000", "123456"]
+        ),
         st.text(alphabet="abcXYZ한국어🎉", min_size=1, max_size=6),
     ),
     max_size=40,

@@ -41,7 +41,9 @@ def rows_of(d: Path, split: str) -> tuple[np.ndarray, list[list[int]], np.ndarra
     return np.concatenate(ids), starts, np.concatenate(n)
 
 
-def test_packing_keeps_every_token_in_order(trained, demo_corpus: Path, demo_texts: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_packing_keeps_every_token_in_order(
+    trained, demo_corpus: Path, demo_texts: list[str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     path, tok = trained
     out = tmp_path / "s"
     m = dataprep.tokenize(demo_corpus, path, out, seq_len=100, shard_size=100 * 2 * 50)
@@ -59,13 +61,17 @@ def test_packing_keeps_every_token_in_order(trained, demo_corpus: Path, demo_tex
     assert m["splits"]["train"]["tokens"] == len(expected)
 
 
-def test_shards_open_zero_copy_and_in_hf_datasets(trained, demo_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_shards_open_zero_copy_and_in_hf_datasets(
+    trained, demo_corpus: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     path, _ = trained
     out = tmp_path / "s"
     m = dataprep.tokenize(demo_corpus, path, out, seq_len=128, val_fraction=0.2)
     shard = out / m["splits"]["train"]["shards"][0]["file"]
     t = pa.ipc.open_stream(pa.memory_map(str(shard))).read_all()
-    assert t.schema.field("input_ids").type == pa.list_(pa.field("item", pa.uint16(), nullable=False), 128)
+    assert t.schema.field("input_ids").type == pa.list_(
+        pa.field("item", pa.uint16(), nullable=False), 128
+    )
     assert t.schema.metadata[b"dataprep.schema_version"] == b"1"
     arr = dataprep.input_ids(t)
     assert arr.shape == (t.num_rows, 128) and arr.dtype == np.uint16
@@ -94,12 +100,16 @@ def test_manifest_checksums_and_inspect(trained, demo_corpus: Path, tmp_path: Pa
     assert r.exit_code == 1 and "checksum mismatch" in r.output
 
 
-def test_identical_output_whatever_the_thread_count(trained, demo_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_identical_output_whatever_the_thread_count(
+    trained, demo_corpus: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     path, _ = trained
     digests = []
     for threads in (1, 2, 4):
         out = tmp_path / f"t{threads}"
-        dataprep.tokenize(demo_corpus, path, out, seq_len=64, val_fraction=0.1, shard_size="20KB", threads=threads)
+        dataprep.tokenize(
+            demo_corpus, path, out, seq_len=64, val_fraction=0.1, shard_size="20KB", threads=threads
+        )
         digests.append(files_digest(out))
     assert digests[0] == digests[1] == digests[2]
     assert len(digests[0]) > 4
@@ -119,14 +129,29 @@ def big_corpus(tmp_path_factory, demo_texts: list[str]) -> Path:  # type: ignore
     d = tmp_path_factory.mktemp("big")
     for k in range(6):
         (d / f"part{k}.jsonl").write_text(
-            "".join(json.dumps({"text": f"{k}-{i} {t}"}) + "\n" for i, t in enumerate(demo_texts * 6))
+            "".join(
+                json.dumps({"text": f"{k}-{i} {t}"}) + "\n" for i, t in enumerate(demo_texts * 6)
+            )
         )
     return d
 
 
-def test_kill_9_then_resume_gives_identical_output(trained, big_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_then_resume_gives_identical_output(
+    trained, big_corpus: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     path, _ = trained
-    args = ["tokenize", str(big_corpus), "--tokenizer", str(path), "--seq-len", "256", "--shard-size", "64KB", "--val-fraction", "0.05"]
+    args = [
+        "tokenize",
+        str(big_corpus),
+        "--tokenizer",
+        str(path),
+        "--seq-len",
+        "256",
+        "--shard-size",
+        "64KB",
+        "--val-fraction",
+        "0.05",
+    ]
     ref = tmp_path / "ref"
     assert CliRunner().invoke(main, [*args, "--out", str(ref)]).exit_code == 0
     out = tmp_path / "run"
@@ -149,7 +174,9 @@ def test_kill_9_then_resume_gives_identical_output(trained, big_corpus: Path, tm
     assert sum(len(s["shards"]) for s in done_before.values()) >= 1
 
 
-def test_cancel_keeps_finished_shards_and_resumes(trained, big_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_keeps_finished_shards_and_resumes(
+    trained, big_corpus: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import threading
 
     path, _ = trained
@@ -168,10 +195,14 @@ def test_cancel_keeps_finished_shards_and_resumes(trained, big_corpus: Path, tmp
         dataprep.tokenize(big_corpus, path, out, progress=progress, **kw)
     assert not [p for p in os.listdir(out) if ".tmp-" in p]
     m = dataprep.tokenize(big_corpus, path, out, **kw)
-    assert m == ref | {"config": m["config"]} and files_digest(out) == files_digest(tmp_path / "ref")
+    assert m == ref | {"config": m["config"]} and files_digest(out) == files_digest(
+        tmp_path / "ref"
+    )
 
 
-def test_other_options_on_the_same_out_are_refused(trained, demo_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_other_options_on_the_same_out_are_refused(
+    trained, demo_corpus: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     path, _ = trained
     out = tmp_path / "s"
     dataprep.tokenize(demo_corpus, path, out, seq_len=64)
@@ -217,16 +248,29 @@ def test_bad_inputs_give_one_line_errors(trained, tmp_path: Path, setup: str, me
     if setup == "empty_dir":
         target.mkdir()
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["tokenize", str(target), "--tokenizer", tok, "--out", str(out), *args])
+    r = CliRunner().invoke(
+        main, ["tokenize", str(target), "--tokenizer", tok, "--out", str(out), *args]
+    )
     assert r.exit_code == 1 and message in r.output, r.output
     assert r.output.strip().count("\n") == 0
-    assert not out.exists() or not [p for p in os.listdir(out) if p.endswith(".arrow") or ".tmp-" in p]
+    assert not out.exists() or not [
+        p for p in os.listdir(out) if p.endswith(".arrow") or ".tmp-" in p
+    ]
 
 
 def test_invalid_utf8_replaced_is_recorded(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, _ = trained
     (tmp_path / "a.txt").write_bytes(b"good text\n\nbad \xff text\n\n   \n\nmore")
-    m = dataprep.tokenize(tmp_path / "a.txt", path, tmp_path / "s", seq_len=16, text_unit="paragraph")
+    m = dataprep.tokenize(
+        tmp_path / "a.txt", path, tmp_path / "s", seq_len=16, text_unit="paragraph"
+    )
     assert m["documents"]["read"] == 3 and m["documents"]["invalid_utf8_replaced"] == 1
-    m = dataprep.tokenize(tmp_path / "a.txt", path, tmp_path / "s2", seq_len=16, text_unit="paragraph", invalid_utf8="skip")
+    m = dataprep.tokenize(
+        tmp_path / "a.txt",
+        path,
+        tmp_path / "s2",
+        seq_len=16,
+        text_unit="paragraph",
+        invalid_utf8="skip",
+    )
     assert m["documents"]["read"] == 2 and m["documents"]["skipped"]["invalid_utf8"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from dataprep.cli import main
 GPT2 = regex.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")
 
 
-def reference_merges(texts: list[str], vocab_size: int, min_frequency: int) -> list[tuple[bytes, bytes]]:
+def reference_merges(
+    texts: list[str], vocab_size: int, min_frequency: int
+) -> list[tuple[bytes, bytes]]:
     """The obviously-correct trainer: recount all pairs before every merge. Ids are bytes
     (0..255), then one id per merge; the highest count wins, ties go to the smaller
     (left id, right id) -- the documented rule."""
@@ -34,7 +37,7 @@ def reference_merges(texts: list[str], vocab_size: int, min_frequency: int) -> l
     while len(token) < vocab_size:
         pairs: collections.Counter[tuple[int, int]] = collections.Counter()
         for w, s in seqs.items():
-            for a, b in zip(s, s[1:], strict=False):
+            for a, b in itertools.pairwise(s):
                 pairs[(a, b)] += words[w]
         if not pairs:
             break
@@ -91,7 +94,9 @@ TOY = [
 
 
 @pytest.mark.parametrize("vocab_size,min_frequency", [(300, 1), (330, 2), (1000, 1)])
-def test_merges_equal_reference_trainer(tmp_path: Path, vocab_size: int, min_frequency: int) -> None:
+def test_merges_equal_reference_trainer(
+    tmp_path: Path, vocab_size: int, min_frequency: int
+) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()
     for i, t in enumerate(TOY):
@@ -139,11 +144,15 @@ def test_decode_encode_round_trip(text: str) -> None:
     assert tok.decode(tok.encode(text)) == text
 
 
-_ROUND_TRIP_TOK = dataprep.train_bpe(Path(__file__).parent / "data" / "demo", 600, holdout_every=0)[0]
+_ROUND_TRIP_TOK = dataprep.train_bpe(Path(__file__).parent / "data" / "demo", 600, holdout_every=0)[
+    0
+]
 
 
 @pytest.mark.parametrize("pattern", ["cl100k", "o200k", r"\p{L}+|\p{N}|\s+|[^\s\p{L}\p{N}]+"])
-def test_other_patterns_round_trip_and_match_hf(tmp_path: Path, demo_corpus: Path, demo_texts: list[str], pattern: str) -> None:
+def test_other_patterns_round_trip_and_match_hf(
+    tmp_path: Path, demo_corpus: Path, demo_texts: list[str], pattern: str
+) -> None:
     out = tmp_path / "t.json"
     tok, _ = dataprep.train_bpe(demo_corpus, 700, out=out, pattern=pattern, holdout_every=0)
     hf = tokenizers.Tokenizer.from_file(str(out))
@@ -190,7 +199,14 @@ def run(*args: str) -> tuple[int, str]:
 def test_cli_trains_and_writes_outputs(tmp_path: Path, demo_corpus: Path) -> None:
     out = tmp_path / "tok.json"
     code, output = run(
-        "train-bpe", str(demo_corpus), "--vocab-size", "600", "--out", str(out), "--holdout-every", "5"
+        "train-bpe",
+        str(demo_corpus),
+        "--vocab-size",
+        "600",
+        "--out",
+        str(out),
+        "--holdout-every",
+        "5",
     )
     assert code == 0, output
     assert "bytes/token" in output and "unique words" in output
@@ -210,7 +226,9 @@ def test_cli_trains_and_writes_outputs(tmp_path: Path, demo_corpus: Path) -> Non
         (["{demo}", "--pattern", "(unclosed"], "invalid split pattern"),
     ],
 )
-def test_cli_errors_are_one_line_and_write_nothing(tmp_path: Path, demo_corpus: Path, args: list[str], message: str) -> None:
+def test_cli_errors_are_one_line_and_write_nothing(
+    tmp_path: Path, demo_corpus: Path, args: list[str], message: str
+) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "blank.txt").write_text("  \n\n ")
     (tmp_path / "corrupt.gz").write_bytes(b"\x1f\x8b\x08\x00 definitely not gzip")

@@ -14,8 +14,8 @@ import dataprep
 from dataprep import _core
 from dataprep.bpe import tiktoken_paths, train_bpe
 from dataprep.inspect import inspect_shards
-from dataprep.tokenize import tokenize
 from dataprep.jobs import run_job
+from dataprep.tokenize import tokenize
 
 console = Console(stderr=True)
 
@@ -122,7 +122,7 @@ def train_bpe_cmd(
 ) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
     try:
-        tok, stats = run_job(
+        _, stats = run_job(
             console,
             lambda progress: train_bpe(
                 inputs,
@@ -303,12 +303,28 @@ def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
     out = Console()
     table = Table(title=f"{directory}", show_header=False, title_justify="left")
     tok = m["tokenizer"]
-    table.add_row("schema", f"v{m['schema_version']}, objective {m['objective']}, seq_len {m['seq_len']}, {m['dtype']}")
-    table.add_row("tokenizer", f"{tok['file']} (vocab {tok['vocab_size']:,}, eos {tok['eos_id']}, sha256 {tok['sha256'][:12]}…)")
-    table.add_row("inputs", f"{len(m['inputs']):,} files, {human_bytes(sum(i['bytes'] for i in m['inputs']))}")
+    table.add_row(
+        "schema",
+        f"v{m['schema_version']}, objective {m['objective']}, seq_len {m['seq_len']}, {m['dtype']}",
+    )
+    table.add_row(
+        "tokenizer",
+        f"{tok['file']} (vocab {tok['vocab_size']:,}, eos {tok['eos_id']}, sha256 {tok['sha256'][:12]}…)",
+    )
+    table.add_row(
+        "inputs", f"{len(m['inputs']):,} files, {human_bytes(sum(i['bytes'] for i in m['inputs']))}"
+    )
     for name, sp in m["splits"].items():
-        table.add_row(name, f"{len(sp['shards'])} shards, {sp['rows']:,} rows, {sp['tokens']:,} tokens, {sp['documents']:,} documents")
-    table.add_row("checksums", "skipped" if no_verify else ("OK" if not r["problems"] else f"{len(r['problems'])} problem(s)"))
+        table.add_row(
+            name,
+            f"{len(sp['shards'])} shards, {sp['rows']:,} rows, {sp['tokens']:,} tokens, {sp['documents']:,} documents",
+        )
+    table.add_row(
+        "checksums",
+        "skipped"
+        if no_verify
+        else ("OK" if not r["problems"] else f"{len(r['problems'])} problem(s)"),
+    )
     out.print(table)
     for shard, row, text in r["samples"]:
         out.print(f"[bold]{shard} row {row}:[/] ", end="")

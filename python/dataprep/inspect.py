@@ -35,7 +35,9 @@ def input_ids(table: pa.Table) -> np.ndarray:
     return col.flatten().to_numpy(zero_copy_only=True).reshape(-1, width)
 
 
-def inspect_shards(directory: str | os.PathLike[str], verify: bool = True, rows: int = 2) -> dict[str, Any]:
+def inspect_shards(
+    directory: str | os.PathLike[str], verify: bool = True, rows: int = 2
+) -> dict[str, Any]:
     """Loads `manifest.json`, checks every shard against it and decodes a few rows.
 
     Returns:
@@ -70,7 +72,9 @@ def inspect_shards(directory: str | os.PathLike[str], verify: bool = True, rows:
     samples: list[tuple[str, int, str]] = []
     train = manifest["splits"].get("train", {}).get("shards", [])
     if rows and train and (d / train[0]["file"]).exists():
-        tok = _core.Tokenizer.from_file(os.fspath(d / manifest["tokenizer"]["file"]), manifest["config"].get("pattern"))
+        tok = _core.Tokenizer.from_file(
+            os.fspath(d / manifest["tokenizer"]["file"]), manifest["config"].get("pattern")
+        )
         t = open_shard(d / train[0]["file"])
         ids = input_ids(t)
         n = t.column("n_tokens").to_numpy()

@@ -34,7 +34,7 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
     def target() -> None:
         try:
             result["value"] = job(handle)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread as is
+        except BaseException as e:
             result["error"] = e
 
     thread = threading.Thread(target=target, daemon=True)
@@ -47,7 +47,9 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
         tasks: dict[str, Any] = {}
         speed = TransferSpeedColumn()
         try:

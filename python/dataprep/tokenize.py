@@ -16,7 +16,9 @@ BOS_CANDIDATES = ("<|begin_of_text|>", "<s>", "<bos>")
 PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>", "<|padding|>")
 
 
-def _find(tok: _core.Tokenizer, wanted: str | None, candidates: Sequence[str], what: str) -> int | None:
+def _find(
+    tok: _core.Tokenizer, wanted: str | None, candidates: Sequence[str], what: str
+) -> int | None:
     if wanted is not None:
         tid = tok.special_id(wanted)
         if tid is None:

@@ -27,12 +27,20 @@ fn main() -> dataprep::Result<()> {
 
     let pre = PreTokenizer::new(Pattern::Gpt2)?;
     let t = Instant::now();
-    let (_, pieces) = read_batches(&files, &corpus, 1 << 20, threads, &p, || 0u64, |n, b| {
-        for d in &b.docs {
-            pre.split(&d.text, |_| *n += 1);
-        }
-        Ok(())
-    })?;
+    let (_, pieces) = read_batches(
+        &files,
+        &corpus,
+        1 << 20,
+        threads,
+        &p,
+        || 0u64,
+        |n, b| {
+            for d in &b.docs {
+                pre.split(&d.text, |_| *n += 1);
+            }
+            Ok(())
+        },
+    )?;
     let split = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -44,7 +52,11 @@ fn main() -> dataprep::Result<()> {
     let tok = train_from_counts(counts, &cfg, &p)?;
     let merge = t.elapsed().as_secs_f64();
 
-    println!("{mb:.1} MB, {} pieces, {unique} unique, {} merges, {threads} threads", pieces.iter().sum::<u64>(), tok.merges().len());
+    println!(
+        "{mb:.1} MB, {} pieces, {unique} unique, {} merges, {threads} threads",
+        pieces.iter().sum::<u64>(),
+        tok.merges().len()
+    );
     println!("| phase | cumulative s | phase s | MB/s |");
     println!("|---|---:|---:|---:|");
     println!("| read | {read:.2} | {read:.2} | {:.0} |", mb / read);

@@ -101,7 +101,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pack(docs: &[Vec<u32>], seq_len: usize, rule: LastRow) -> (Vec<(Vec<u32>, Vec<u32>, usize)>, u64) {
+    type Rows = Vec<(Vec<u32>, Vec<u32>, usize)>;
+
+    fn pack(docs: &[Vec<u32>], seq_len: usize, rule: LastRow) -> (Rows, u64) {
         let mut rows = Vec::new();
         let mut p = Packer::new(seq_len);
         for d in docs {
@@ -151,7 +153,7 @@ mod tests {
 
     #[test]
     fn carry_restores_the_same_rows() {
-        let docs: Vec<Vec<u32>> = (0..10).map(|i| (0..(i * 3 + 1)).collect()).collect();
+        let docs: Vec<Vec<u32>> = (0..10).map(|i| (0..=(i * 3)).collect()).collect();
         let (all, _) = pack(&docs, 7, LastRow::Pad);
         let mut rows = Vec::new();
         let mut p = Packer::new(7);

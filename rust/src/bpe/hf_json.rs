@@ -25,7 +25,9 @@ impl Tokenizer {
         let merges: Vec<Value> = self
             .merges
             .iter()
-            .map(|&(a, b, _)| json!([bytelevel::encode(&self.tokens[a as usize]), bytelevel::encode(&self.tokens[b as usize])]))
+            .map(|&(a, b, _)| {
+                json!([bytelevel::encode(&self.tokens[a as usize]), bytelevel::encode(&self.tokens[b as usize])])
+            })
             .collect();
         let added: Vec<Value> = self
             .specials
@@ -90,25 +92,23 @@ impl Tokenizer {
         let mut pattern: Option<String> = None;
         let mut byte_level = false;
         let mut add_prefix_space = false;
-        let mut visit = |p: &Value| {
-            match p.get("type").and_then(Value::as_str) {
-                Some("ByteLevel") => {
-                    byte_level = true;
-                    add_prefix_space = p.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(false);
-                    if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) && pattern.is_none() {
-                        pattern = Some(GPT2_PATTERN.to_string());
-                    }
+        let mut visit = |p: &Value| match p.get("type").and_then(Value::as_str) {
+            Some("ByteLevel") => {
+                byte_level = true;
+                add_prefix_space = p.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(false);
+                if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) && pattern.is_none() {
+                    pattern = Some(GPT2_PATTERN.to_string());
                 }
-                Some("Split") => {
-                    let pat = p.get("pattern");
-                    if let Some(re) = pat.and_then(|x| x.get("Regex")).and_then(Value::as_str) {
-                        pattern = Some(re.to_string());
-                    } else if let Some(s) = pat.and_then(|x| x.get("String")).and_then(Value::as_str) {
-                        pattern = Some(escape_literal(s));
-                    }
-                }
-                _ => {}
             }
+            Some("Split") => {
+                let pat = p.get("pattern");
+                if let Some(re) = pat.and_then(|x| x.get("Regex")).and_then(Value::as_str) {
+                    pattern = Some(re.to_string());
+                } else if let Some(s) = pat.and_then(|x| x.get("String")).and_then(Value::as_str) {
+                    pattern = Some(escape_literal(s));
+                }
+            }
+            _ => {}
         };
         if let Some(pre) = doc.get("pre_tokenizer").filter(|v| !v.is_null()) {
             match pre.get("pretokenizers").and_then(Value::as_array) {
@@ -127,12 +127,15 @@ impl Tokenizer {
         let vocab = model.get("vocab").and_then(Value::as_object).ok_or_else(|| bad("model has no vocab"))?;
         let mut specials: Vec<Special> = Vec::new();
         for t in doc.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
-            let (Some(content), Some(id)) = (t.get("content").and_then(Value::as_str), t.get("id").and_then(Value::as_u64)) else {
+            let (Some(content), Some(id)) =
+                (t.get("content").and_then(Value::as_str), t.get("id").and_then(Value::as_u64))
+            else {
                 return Err(bad("an added token has no content or id"));
             };
             specials.push(Special { content: content.to_string(), id: id as u32 });
         }
-        let max_id = vocab.values().filter_map(Value::as_u64).chain(specials.iter().map(|s| u64::from(s.id))).max().unwrap_or(0);
+        let max_id =
+            vocab.values().filter_map(Value::as_u64).chain(specials.iter().map(|s| u64::from(s.id))).max().unwrap_or(0);
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; max_id as usize + 1];
         for s in &specials {
             tokens[s.id as usize] = Some(s.content.as_bytes().to_vec());
@@ -144,7 +147,8 @@ impl Tokenizer {
             if tokens[id as usize].is_some() {
                 continue; // an added token also listed in the vocab
             }
-            let bytes = bytelevel::decode(k).ok_or_else(|| bad(&format!("token {k:?} is not in the byte-level alphabet")))?;
+            let bytes =
+                bytelevel::decode(k).ok_or_else(|| bad(&format!("token {k:?} is not in the byte-level alphabet")))?;
             tokens[id as usize] = Some(bytes);
         }
         if let Some(hole) = tokens.iter().position(Option::is_none) {
@@ -163,7 +167,8 @@ impl Tokenizer {
                 },
                 _ => return Err(bad(&format!("merge {rank} has an unknown form"))),
             };
-            let id = |s: &str| ids.get(s).copied().ok_or_else(|| bad(&format!("merge {rank} uses {s:?}, not in the vocab")));
+            let id =
+                |s: &str| ids.get(s).copied().ok_or_else(|| bad(&format!("merge {rank} uses {s:?}, not in the vocab")));
             let joined = format!("{l}{r}");
             merges.push((id(l)?, id(r)?, id(&joined)?));
         }

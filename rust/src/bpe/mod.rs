@@ -46,7 +46,12 @@ pub(crate) fn pair_key(a: u32, b: u32) -> u64 {
 
 impl Tokenizer {
     /// Builds a tokenizer from its parts, checking that they are consistent.
-    pub fn new(pattern: Pattern, tokens: Vec<Vec<u8>>, specials: Vec<Special>, merges: Vec<(u32, u32, u32)>) -> Result<Self> {
+    pub fn new(
+        pattern: Pattern,
+        tokens: Vec<Vec<u8>>,
+        specials: Vec<Special>,
+        merges: Vec<(u32, u32, u32)>,
+    ) -> Result<Self> {
         let n = tokens.len() as u32;
         let mut byte_ids = [u32::MAX; 256];
         let special_ids: ahash::AHashSet<u32> = specials.iter().map(|s| s.id).collect();
@@ -65,7 +70,15 @@ impl Tokenizer {
             }
             merge_rank.entry(pair_key(a, b)).or_insert((rank as u32, r));
         }
-        Ok(Self { pre: PreTokenizer::new(pattern)?, tokens, specials, merges, merge_rank, byte_ids, add_prefix_space: false })
+        Ok(Self {
+            pre: PreTokenizer::new(pattern)?,
+            tokens,
+            specials,
+            merges,
+            merge_rank,
+            byte_ids,
+            add_prefix_space: false,
+        })
     }
 
     pub fn pattern(&self) -> &Pattern {

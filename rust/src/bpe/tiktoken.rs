@@ -69,7 +69,10 @@ impl Tokenizer {
             (Some(p), _) => p,
             (None, Some(p)) => Pattern::from_regex(p),
             (None, None) => {
-                return Err(Error::input(path, "no split pattern: give one, or put a .json sidecar with \"pat_str\" next to it"))
+                return Err(Error::input(
+                    path,
+                    "no split pattern: give one, or put a .json sidecar with \"pat_str\" next to it",
+                ))
             }
         };
         let mut specials: Vec<Special> = Vec::new();
@@ -79,7 +82,12 @@ impl Tokenizer {
                 specials.push(Special { content: content.clone(), id: id as u32 });
             }
         }
-        let size = ranked.iter().map(|(r, _)| *r as usize + 1).chain(specials.iter().map(|s| s.id as usize + 1)).max().unwrap_or(0);
+        let size = ranked
+            .iter()
+            .map(|(r, _)| *r as usize + 1)
+            .chain(specials.iter().map(|s| s.id as usize + 1))
+            .max()
+            .unwrap_or(0);
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; size];
         for s in &specials {
             tokens[s.id as usize] = Some(s.content.as_bytes().to_vec());

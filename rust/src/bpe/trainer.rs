@@ -153,23 +153,24 @@ pub fn count_words(
 ) -> Result<(Counts, ReadStats, Vec<String>)> {
     let pre = PreTokenizer::new(cfg.pattern.clone())?;
     let holdout: Mutex<(Vec<(u64, String)>, usize)> = Mutex::new((Vec::new(), 0));
-    let (stats, maps) = read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, Counts::default, |counts, batch| {
-        for doc in batch.docs {
-            if cfg.holdout_every > 0 && doc.index % cfg.holdout_every == cfg.holdout_every - 1 {
-                let mut h = holdout.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                h.0.push((doc.index, doc.text));
-                continue;
-            }
-            pre.split(&doc.text, |piece| {
-                if let Some(c) = counts.get_mut(piece) {
-                    *c += 1;
-                } else {
-                    counts.insert(piece.into(), 1);
+    let (stats, maps) =
+        read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, Counts::default, |counts, batch| {
+            for doc in batch.docs {
+                if cfg.holdout_every > 0 && doc.index % cfg.holdout_every == cfg.holdout_every - 1 {
+                    let mut h = holdout.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    h.0.push((doc.index, doc.text));
+                    continue;
                 }
-            });
-        }
-        Ok(())
-    })?;
+                pre.split(&doc.text, |piece| {
+                    if let Some(c) = counts.get_mut(piece) {
+                        *c += 1;
+                    } else {
+                        counts.insert(piece.into(), 1);
+                    }
+                });
+            }
+            Ok(())
+        })?;
     if stats.documents == 0 {
         let what = files.first().map(|f| f.path.display().to_string()).unwrap_or_default();
         return Err(Error::input(what, "no text found in the input (empty files or no documents)"));
@@ -206,7 +207,12 @@ fn merge_into(total: &mut Counts, other: Counts) {
 }
 
 /// Trains a tokenizer on `files`.
-pub fn train(files: &[InputFile], corpus: &CorpusConfig, cfg: &TrainerConfig, progress: &Progress) -> Result<(Tokenizer, TrainStats)> {
+pub fn train(
+    files: &[InputFile],
+    corpus: &CorpusConfig,
+    cfg: &TrainerConfig,
+    progress: &Progress,
+) -> Result<(Tokenizer, TrainStats)> {
     cfg.validate()?;
     let t0 = Instant::now();
     let (counts, read, held) = count_words(files, corpus, cfg, progress)?;
@@ -262,7 +268,8 @@ pub fn train_from_counts(counts: Counts, cfg: &TrainerConfig, progress: &Progres
     tokens.extend((0..=255u8).map(|b| vec![b]));
     let specials: Vec<Special> =
         cfg.special_tokens.iter().enumerate().map(|(i, s)| Special { content: s.clone(), id: i as u32 }).collect();
-    let mut by_bytes: AHashMap<Vec<u8>, u32> = tokens.iter().enumerate().skip(k as usize).map(|(i, t)| (t.clone(), i as u32)).collect();
+    let mut by_bytes: AHashMap<Vec<u8>, u32> =
+        tokens.iter().enumerate().skip(k as usize).map(|(i, t)| (t.clone(), i as u32)).collect();
 
     // Flat word storage. Words of one byte have no pairs and are dropped.
     let mut entries: Vec<(CompactString, u64)> = counts.into_iter().filter(|(w, _)| w.len() > 1).collect();
@@ -322,17 +329,16 @@ pub fn train_from_counts(counts: Counts, cfg: &TrainerConfig, progress: &Progres
         if cfg.max_token_length.is_some_and(|m| new_bytes.len() > m) {
             continue;
         }
-        let new = match by_bytes.get(&new_bytes) {
-            Some(&id) => id,
-            None => {
-                let id = tokens.len() as u32;
-                by_bytes.insert(new_bytes.clone(), id);
-                tokens.push(new_bytes);
-                id
-            }
+        let new = if let Some(&id) = by_bytes.get(&new_bytes) {
+            id
+        } else {
+            let id = tokens.len() as u32;
+            by_bytes.insert(new_bytes.clone(), id);
+            tokens.push(new_bytes);
+            id
         };
         merges.push((a, b, new));
-        if merges.len() % 256 == 0 {
+        if merges.len().is_multiple_of(256) {
             progress.check()?;
         }
         progress.set_done((tokens.len() - base) as u64);
@@ -413,18 +419,20 @@ mod tests {
     /// The obviously-correct trainer: recount every pair from scratch before each merge; ids are
     /// bytes, then one new id per merge (the toy corpora never make the same bytes twice).
     fn reference(words: &[(&str, u64)], n_merges: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut ws: Vec<(Vec<u32>, u64)> = words.iter().map(|(w, c)| (w.bytes().map(u32::from).collect(), *c)).collect();
+        let mut ws: Vec<(Vec<u32>, u64)> =
+            words.iter().map(|(w, c)| (w.bytes().map(u32::from).collect(), *c)).collect();
         let mut bytes: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
         let mut out = Vec::new();
         for _ in 0..n_merges {
-            let mut counts: std::collections::BTreeMap<(u32, u32), u64> = Default::default();
+            let mut counts = std::collections::BTreeMap::<(u32, u32), u64>::new();
             for (w, c) in &ws {
                 for p in w.windows(2) {
                     *counts.entry((p[0], p[1])).or_default() += c;
                 }
             }
             // Highest count; ties: smallest (left id, right id).
-            let Some(best) = counts.iter().max_by(|x, y| x.1.cmp(y.1).then_with(|| y.0.cmp(x.0))).map(|(k, _)| *k) else {
+            let Some(best) = counts.iter().max_by(|x, y| x.1.cmp(y.1).then_with(|| y.0.cmp(x.0))).map(|(k, _)| *k)
+            else {
                 break;
             };
             let new = bytes.len() as u32;

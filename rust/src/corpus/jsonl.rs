@@ -46,9 +46,8 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, fi
         };
         let mut obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
             .map_err(|e| Error::input(path, format!("line {line_no}: not a JSON object: {e}")))?;
-        let value = obj
-            .remove(field)
-            .ok_or_else(|| Error::input(path, format!("line {line_no}: no field {field:?}")))?;
+        let value =
+            obj.remove(field).ok_or_else(|| Error::input(path, format!("line {line_no}: no field {field:?}")))?;
         let serde_json::Value::String(doc) = value else {
             return Err(Error::input(path, format!("line {line_no}: field {field:?} is not a string")));
         };

@@ -194,7 +194,13 @@ pub(crate) struct Emitter<'a, F: FnMut(Document) -> Result<()>> {
 
 impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
     /// Hands on one document; `what` names it in an error ("document 3", "line 17").
-    pub fn emit(&mut self, bytes: Vec<u8>, id: Option<String>, title: Option<String>, what: &dyn Fn() -> String) -> Result<()> {
+    pub fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+        id: Option<String>,
+        title: Option<String>,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
         let text = match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => match self.policy {
@@ -208,10 +214,7 @@ impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
                 }
                 Utf8Policy::Error => {
                     let at = e.utf8_error().valid_up_to();
-                    return Err(Error::input(
-                        self.path,
-                        format!("invalid UTF-8 in {} at byte {at} of it", what()),
-                    ));
+                    return Err(Error::input(self.path, format!("invalid UTF-8 in {} at byte {at} of it", what())));
                 }
             },
         };
@@ -270,10 +273,7 @@ pub fn read_file(
 fn sniff(path: &Path) -> Result<Format> {
     use std::io::Read;
     let mut head = Vec::with_capacity(4096);
-    decompress::open(path)?
-        .take(4096)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io(path, e))?;
+    decompress::open(path)?.take(4096).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
     let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
     Ok(if head[start..].starts_with(b"<doc") { Format::Wiki } else { Format::Text })
 }

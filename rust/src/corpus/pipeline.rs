@@ -45,7 +45,7 @@ pub fn read_batches<S: Send>(
             *f = Some(e);
         }
     };
-    let has_failed = || failed.lock().map(|f| f.is_some()).unwrap_or(true);
+    let has_failed = || failed.lock().map_or(true, |f| f.is_some());
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.phase("reading", total);
 
@@ -132,11 +132,12 @@ mod tests {
         }
         let cfg = CorpusConfig { text_unit: super::super::TextUnit::Paragraph, ..CorpusConfig::default() };
         let progress = Progress::new();
-        let (stats, states) = read_batches(&files, &cfg, 64, 3, &progress, Vec::new, |v: &mut Vec<(u64, Vec<u64>)>, b| {
-            v.push((b.seq, b.docs.iter().map(|d| d.index).collect()));
-            Ok(())
-        })
-        .unwrap();
+        let (stats, states) =
+            read_batches(&files, &cfg, 64, 3, &progress, Vec::new, |v: &mut Vec<(u64, Vec<u64>)>, b| {
+                v.push((b.seq, b.docs.iter().map(|d| d.index).collect()));
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(stats.documents, 150);
         let mut all: Vec<_> = states.into_iter().flatten().collect();
         all.sort();

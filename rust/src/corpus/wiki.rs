@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 
-use super::{decompress, Emitter, Document};
+use super::{decompress, Document, Emitter};
 use crate::error::{Error, Result};
 
 pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>) -> Result<()> {

@@ -25,12 +25,15 @@ use crate::fsutil::write_atomic;
 use crate::pack::{LastRow, Packer};
 use crate::progress::Progress;
 use crate::shards::manifest::{
-    read_json, write_json, DocumentCounts, InputInfo, Journal, Manifest, SplitInfo, StreamState, TokenizerInfo, JOURNAL,
-    MANIFEST,
+    read_json, write_json, DocumentCounts, InputInfo, Journal, Manifest, SplitInfo, StreamState, TokenizerInfo,
+    JOURNAL, MANIFEST,
 };
 use crate::shards::{causal_schema, Dtype, ShardWriter, SCHEMA_VERSION};
 
 const SPLITS: [&str; 2] = ["train", "val"];
+
+/// An encoded batch: (sequence number, [(document index, split, ids)]).
+type Encoded = (u64, Vec<(u64, usize, Vec<u32>)>);
 
 #[derive(Debug, Clone)]
 pub struct TokenizeConfig {
@@ -129,6 +132,7 @@ impl Writer<'_> {
     /// Last rows and last shards. Returns the dropped-token count per split.
     fn finish(&mut self) -> Result<[u64; 2]> {
         let mut dropped = [0; 2];
+        #[allow(clippy::needless_range_loop)] // `s` indexes both `dropped` and `self.splits`
         for s in 0..2 {
             let packer = std::mem::replace(&mut self.splits[s].packer, Packer::new(self.cfg.seq_len));
             let mut rows = Vec::new();
@@ -137,7 +141,8 @@ impl Writer<'_> {
             });
             if !rows.is_empty() && self.splits[s].open.is_none() {
                 let path = self.shard_path(s);
-                self.splits[s].open = Some(ShardWriter::create(&path, self.schema.clone(), self.cfg.seq_len, self.dtype)?);
+                self.splits[s].open =
+                    Some(ShardWriter::create(&path, self.schema.clone(), self.cfg.seq_len, self.dtype)?);
             }
             if let Some(shard) = self.splits[s].open.as_mut() {
                 for (ids, starts, n) in &rows {
@@ -245,7 +250,6 @@ pub fn tokenize(
         (index >= next_doc[s]).then_some(s)
     };
 
-    type Encoded = (u64, Vec<(u64, usize, Vec<u32>)>);
     let (tx, rx) = crossbeam_channel::bounded::<Encoded>(2 * cfg.threads + 2);
     let writer_result: Mutex<Option<Result<()>>> = Mutex::new(None);
     let read = std::thread::scope(|s| {
@@ -255,7 +259,7 @@ pub fn tokenize(
             let mut pending: BTreeMap<u64, Vec<(u64, usize, Vec<u32>)>> = BTreeMap::new();
             let mut next_seq = 0;
             let result = (|| {
-                for (seq, docs) in rx.iter() {
+                for (seq, docs) in &rx {
                     pending.insert(seq, docs);
                     while let Some(docs) = pending.remove(&next_seq) {
                         for (index, split, ids) in docs {
@@ -271,20 +275,21 @@ pub fn tokenize(
             }
             *wr.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
         });
-        let r = read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, EncodeCache::new, |cache, batch| {
-            let mut docs = Vec::with_capacity(batch.docs.len());
-            let mut n_tokens = 0;
-            for d in batch.docs {
-                if let Some(split) = wanted(d.index) {
-                    let mut ids = Vec::with_capacity(d.text.len() / 3);
-                    tok.encode_into(&d.text, cache, &mut ids);
-                    n_tokens += ids.len() as u64;
-                    docs.push((d.index, split, ids));
+        let r =
+            read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, EncodeCache::new, |cache, batch| {
+                let mut docs = Vec::with_capacity(batch.docs.len());
+                let mut n_tokens = 0;
+                for d in batch.docs {
+                    if let Some(split) = wanted(d.index) {
+                        let mut ids = Vec::with_capacity(d.text.len() / 3);
+                        tok.encode_into(&d.text, cache, &mut ids);
+                        n_tokens += ids.len() as u64;
+                        docs.push((d.index, split, ids));
+                    }
                 }
-            }
-            progress.add_tokens(n_tokens);
-            tx.send((batch.seq, docs)).map_err(|_| Error::Cancelled)
-        });
+                progress.add_tokens(n_tokens);
+                tx.send((batch.seq, docs)).map_err(|_| Error::Cancelled)
+            });
         drop(tx);
         r
     });

@@ -14,7 +14,7 @@ use super::classes::{class, decode_at, Cls};
 fn contraction(rest: &[u8]) -> usize {
     match rest {
         [b's' | b't' | b'm' | b'd', ..] => 1,
-        [b'r', b'e', ..] | [b'v', b'e', ..] | [b'l', b'l', ..] => 2,
+        [b'r' | b'v', b'e', ..] | [b'l', b'l', ..] => 2,
         _ => 0,
     }
 }

@@ -160,7 +160,8 @@ mod tests {
     ];
 
     fn check_all(p: &Pattern, text: &str) {
-        let ours: Vec<String> = PreTokenizer::new(p.clone()).unwrap().pieces(text).iter().map(|s| s.to_string()).collect();
+        let ours: Vec<String> =
+            PreTokenizer::new(p.clone()).unwrap().pieces(text).iter().map(ToString::to_string).collect();
         assert_eq!(ours, fancy_pieces(p.regex(), text), "pattern {} on {text:?}", p.name());
     }
 

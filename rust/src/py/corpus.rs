@@ -9,7 +9,13 @@ use pyo3::types::PyDict;
 use super::run_detached;
 use crate::corpus::{self, CorpusConfig, Format, ReadStats, TextUnit, Utf8Policy};
 
-pub(crate) fn corpus_config(format: &str, text_unit: &str, jsonl_field: &str, parquet_column: &str, invalid_utf8: &str) -> PyResult<CorpusConfig> {
+pub(crate) fn corpus_config(
+    format: &str,
+    text_unit: &str,
+    jsonl_field: &str,
+    parquet_column: &str,
+    invalid_utf8: &str,
+) -> PyResult<CorpusConfig> {
     let format = match format {
         "auto" => Format::Auto,
         "wiki" => Format::Wiki,

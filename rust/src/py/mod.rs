@@ -16,7 +16,12 @@ use pyo3::prelude::*;
 use crate::error::Error;
 use crate::progress;
 
-pyo3::create_exception!(_core, DataprepError, PyException, "A problem with an input, an output or the options; the message names it.");
+pyo3::create_exception!(
+    _core,
+    DataprepError,
+    PyException,
+    "A problem with an input, an output or the options; the message names it."
+);
 
 fn to_pyerr(e: Error) -> PyErr {
     match e {

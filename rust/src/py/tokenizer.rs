@@ -41,7 +41,12 @@ impl PyTokenizer {
 
     /// Ids of each text, as a list of `numpy.uint32` arrays (moved, not copied, into numpy).
     #[pyo3(signature = (texts, threads=None))]
-    fn encode_batch<'py>(&self, py: Python<'py>, texts: Vec<String>, threads: Option<usize>) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        threads: Option<usize>,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
         let tok = &self.0;
         let threads = threads.unwrap_or_else(default_threads);
         let ids = run_detached(py, || {

@@ -182,7 +182,8 @@ impl ShardWriter {
         let input_ids = FixedSizeListArray::new(item, self.seq_len as i32, values, None);
         let starts = Int32Array::from(std::mem::take(&mut self.starts));
         let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
-        let doc_starts = ListArray::new(Arc::new(Field::new("item", DataType::Int32, false)), offsets, Arc::new(starts), None);
+        let doc_starts =
+            ListArray::new(Arc::new(Field::new("item", DataType::Int32, false)), offsets, Arc::new(starts), None);
         let n = std::mem::take(&mut self.n_tokens);
         self.rows += n.len() as u64;
         let batch = RecordBatch::try_new(

@@ -1,0 +1,104 @@
+"""Type stubs of the Rust extension (checked against it by `mypy.stubtest` in `make lint`)."""
+
+from collections.abc import Sequence
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "DataprepError",
+    "Progress",
+    "Tokenizer",
+    "check_writable",
+    "discover",
+    "read_documents",
+    "split",
+    "tokenize",
+    "train_bpe",
+]
+
+class DataprepError(Exception): ...
+
+@final
+class Progress:
+    def __new__(cls) -> Progress: ...
+    def snapshot(self) -> tuple[str, int, int, int, int]: ...
+    def cancel(self) -> None: ...
+
+@final
+class Tokenizer:
+    @staticmethod
+    def from_file(path: str, pattern: str | None = None) -> Tokenizer: ...
+    def encode(self, text: str) -> list[int]: ...
+    def encode_batch(
+        self, texts: Sequence[str], threads: int | None = None
+    ) -> list[npt.NDArray[np.uint32]]: ...
+    def decode(self, ids: Sequence[int]) -> str: ...
+    def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
+    def token_bytes(self, id: int) -> bytes | None: ...
+    def special_id(self, content: str) -> int | None: ...
+    @property
+    def special_tokens(self) -> list[tuple[str, int]]: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def num_merges(self) -> int: ...
+    @property
+    def pattern(self) -> str: ...
+    def split(self, text: str) -> list[str]: ...
+    def save(self, path: str) -> None: ...
+    def save_tiktoken(self, path: str, name: str = "dataprep") -> None: ...
+
+def check_writable(path: str) -> None: ...
+def discover(inputs: Sequence[str]) -> list[tuple[str, int]]: ...
+def read_documents(
+    inputs: Sequence[str],
+    *,
+    format: str = "auto",
+    text_unit: str = "file",
+    jsonl_field: str = "text",
+    parquet_column: str = "text",
+    invalid_utf8: str = "replace",
+) -> tuple[list[dict[str, Any]], dict[str, int]]: ...
+def split(pattern: str, text: str) -> list[str]: ...
+def train_bpe(
+    inputs: Sequence[str],
+    vocab_size: int,
+    *,
+    pattern: str = "gpt2",
+    special_tokens: Sequence[str] = ...,
+    min_frequency: int = 2,
+    max_token_length: int | None = None,
+    threads: int | None = None,
+    holdout_every: int = 100,
+    format: str = "auto",
+    text_unit: str = "file",
+    jsonl_field: str = "text",
+    parquet_column: str = "text",
+    invalid_utf8: str = "replace",
+    progress: Progress | None = None,
+) -> tuple[Tokenizer, dict[str, Any]]: ...
+def tokenize(
+    inputs: Sequence[str],
+    tokenizer: str,
+    out: str,
+    *,
+    seq_len: int,
+    val_fraction: float,
+    seed: int,
+    rows_per_shard: int,
+    last_row: str,
+    threads: int,
+    eos_id: int,
+    bos_id: int | None,
+    pad_id: int,
+    config_json: str,
+    pattern: str | None = None,
+    format: str = "auto",
+    text_unit: str = "file",
+    jsonl_field: str = "text",
+    parquet_column: str = "text",
+    invalid_utf8: str = "replace",
+    progress: Progress | None = None,
+) -> str: ...

@@ -140,3 +140,22 @@ def test_not_byte_level_bpe_is_rejected(tmp_path: Path) -> None:
     p3.write_text("{nope")
     with pytest.raises(dataprep.DataprepError, match=r"garbage\.json: not valid JSON"):
         dataprep.Tokenizer.from_file(str(p3))
+
+
+@pytest.fixture(scope="module", params=["gpt2", "cl100k", "o200k"])
+def tiktoken_pair(request, tmp_path_factory, demo_corpus):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("tt") / "t.json"
+    dataprep.train_bpe(demo_corpus, 700, out=out, pattern=request.param, holdout_every=0)
+    ranks, _ = dataprep.tiktoken_paths(out)
+    return dataprep.tiktoken_encoding(ranks), dataprep.Tokenizer.from_file(str(ranks))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cn", "Co")), max_size=60
+    )
+)
+def test_tiktoken_ids_on_generated_unicode(tiktoken_pair, text: str) -> None:  # type: ignore[no-untyped-def]
+    enc, ours = tiktoken_pair
+    assert ours.encode(text) == enc.encode_ordinary(text)

@@ -1,0 +1,1 @@
+//! Writing the kept documents and the cluster report (see `write_output`).

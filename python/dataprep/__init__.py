@@ -7,11 +7,13 @@
 
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
+from dataprep.dedup import dedup
 
 __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "dedup",
     "read_documents",
     "split",
     "tiktoken_encoding",

@@ -66,7 +66,7 @@ pub struct MinHasher {
 pub struct Scratch {
     pub words: Vec<u64>,
     pub shingles: Vec<u64>,
-    pub word: String,
+    pub word: Vec<u8>,
     pub sig: Vec<u32>,
     bytes: Vec<u8>,
 }
@@ -108,12 +108,20 @@ impl MinHasher {
         }
         sc.sig.clear();
         sc.sig.resize(self.a.len(), u32::MAX);
-        for &x in &sc.shingles {
-            for ((m, &a), &b) in sc.sig.iter_mut().zip(&self.a).zip(&self.b) {
-                let h = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
-                *m = (*m).min(h);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+                // SAFETY: the CPU supports the features the function is compiled for (checked above).
+                unsafe { minhash_avx512(&self.a, &self.b, &sc.shingles, &mut sc.sig) };
+                return true;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                unsafe { minhash_avx2(&self.a, &self.b, &sc.shingles, &mut sc.sig) };
+                return true;
             }
         }
+        minhash_kernel(&self.a, &self.b, &sc.shingles, &mut sc.sig);
         true
     }
 
@@ -125,6 +133,35 @@ impl MinHasher {
         }
         xxh3_64_with_seed(&sc.bytes, band as u64)
     }
+}
+
+/// `sig[i] = min over x of (a[i] * x + b[i]) >> 32`. Pure integer arithmetic: every variant
+/// below gives bit-identical signatures, so results do not depend on the CPU.
+#[inline(always)]
+fn minhash_kernel(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
+    let n = sig.len().min(a.len()).min(b.len());
+    let (a, b, sig) = (&a[..n], &b[..n], &mut sig[..n]);
+    for &x in shingles {
+        for i in 0..n {
+            let h = (a[i].wrapping_mul(x).wrapping_add(b[i]) >> 32) as u32;
+            sig[i] = sig[i].min(h);
+        }
+    }
+}
+
+// NOTE: the same loop compiled for wider vectors, picked at run time: the baseline x86-64 target
+// has no vector 64-bit multiply, and the scalar loop was the largest cost of reading (about half
+// of the first pass on enwiki). LLVM vectorizes the kernel by itself under these features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn minhash_avx2(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
+    minhash_kernel(a, b, shingles, sig);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn minhash_avx512(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
+    minhash_kernel(a, b, shingles, sig);
 }
 
 /// Jaccard similarity of two sorted, de-duplicated sets (1.0 for two empty sets).
@@ -170,6 +207,16 @@ mod tests {
         assert!(mh.signature(&b, &mut sc));
         let agree = siga.iter().zip(&sc.sig).filter(|(x, y)| x == y).count() as f64 / 256.0;
         assert!((agree - j).abs() < 0.1, "estimate {agree} vs {j}");
+    }
+
+    #[test]
+    fn vector_kernels_match_the_scalar_one() {
+        let mh = MinHasher::new(100, 5, 7);
+        let mut sc = Scratch::default();
+        assert!(mh.signature(&text(500, 3), &mut sc));
+        let mut scalar = vec![u32::MAX; 100];
+        minhash_kernel(&mh.a, &mh.b, &sc.shingles, &mut scalar);
+        assert_eq!(sc.sig, scalar);
     }
 
     #[test]

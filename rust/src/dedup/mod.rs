@@ -318,7 +318,9 @@ pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupCo
     let start = Instant::now();
     let near = cfg.mode == Mode::Near;
     let (nbands, rows) = if near { cfg.banding() } else { (0, 0) };
-    let hasher = MinHasher::new(cfg.num_perm, cfg.ngram, cfg.seed);
+    // Only the b * r permutations the bands use are computed (the first ones of the seed's
+    // sequence, so a signature does not depend on `num_perm` beyond that).
+    let hasher = MinHasher::new(if near { nbands * rows } else { 1 }, cfg.ngram, cfg.seed);
     let tmp_parent = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new()
         .prefix(".dataprep-dedup-")

@@ -52,6 +52,15 @@ pub fn normalize_into(text: &str, n: Normalization, out: &mut String) {
         out.push_str(&text);
         return;
     }
+    if n.whitespace && !n.lowercase {
+        for (i, w) in text.split_whitespace().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+        return;
+    }
     let mut pending_space = false;
     for c in text.chars() {
         if n.whitespace && c.is_whitespace() {
@@ -62,11 +71,7 @@ pub fn normalize_into(text: &str, n: Normalization, out: &mut String) {
             out.push(' ');
             pending_space = false;
         }
-        if n.lowercase {
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
+        out.extend(c.to_lowercase());
     }
 }
 
@@ -96,28 +101,40 @@ pub fn is_unspaced(c: char) -> bool {
 
 /// Appends the 64-bit hash of each word of `text` to `out` (see the module docs for what a word
 /// is). `word` is scratch space.
-pub fn words(text: &str, out: &mut Vec<u64>, word: &mut String) {
+pub fn words(text: &str, out: &mut Vec<u64>, word: &mut Vec<u8>) {
     let text = nfc(text);
+    let bytes = text.as_bytes();
     word.clear();
-    let flush = |word: &mut String, out: &mut Vec<u64>| {
+    let flush = |word: &mut Vec<u8>, out: &mut Vec<u64>| {
         if !word.is_empty() {
-            out.push(xxh3_64(word.as_bytes()));
+            out.push(xxh3_64(word));
             word.clear();
         }
     };
-    for c in text.chars() {
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                word.push(c.to_ascii_lowercase());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            // ASCII fast path: no decoding.
+            if b.is_ascii_alphanumeric() {
+                word.push(b.to_ascii_lowercase());
             } else {
                 flush(word, out);
             }
-        } else if is_unspaced(c) {
+            i += 1;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("char boundary");
+        i += c.len_utf8();
+        if is_unspaced(c) {
             flush(word, out);
-            let mut b = [0u8; 4];
-            out.push(xxh3_64(c.encode_utf8(&mut b).as_bytes()));
+            let mut buf = [0u8; 4];
+            out.push(xxh3_64(c.encode_utf8(&mut buf).as_bytes()));
         } else if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
+            for l in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                word.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+            }
         } else {
             flush(word, out);
         }
@@ -150,7 +167,7 @@ mod tests {
     }
 
     fn w(s: &str) -> Vec<u64> {
-        let (mut out, mut scratch) = (Vec::new(), String::new());
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
         words(s, &mut out, &mut scratch);
         out
     }

@@ -347,8 +347,9 @@ def dedup_cmd(
         ("clusters", f"{stats['clusters']:,}"),
         (
             "time",
-            f"{secs:.2f} s (first read {stats['read_seconds']:.2f} s, find "
-            f"{stats['dedup_seconds']:.2f} s, {stats['threads']} threads)",
+            f"{secs:.2f} s (first read {stats['read_seconds']:.2f} s, verify "
+            f"{stats['verify_seconds']:.2f} s, find {stats['dedup_seconds']:.2f} s, "
+            f"{stats['threads']} threads)",
         ),
         ("throughput", f"{stats['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s"),
         ("wrote", f"{out}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),

@@ -228,7 +228,11 @@ pub struct DedupStats {
     pub rows: usize,
     /// Records spilled to / merged from sorted runs.
     pub run_records: u64,
+    /// Documents in each input file, in input order (lets the output be written in parallel).
+    pub file_documents: Vec<u64>,
     pub read_seconds: f64,
+    /// Re-reading candidates and computing their exact Jaccard.
+    pub verify_seconds: f64,
     pub seconds: f64,
 }
 
@@ -303,6 +307,7 @@ struct Worker {
     sc: Scratch,
     norm: String,
     no_shingles: u64,
+    per_file: Vec<u64>,
 }
 
 /// Buckets larger than this give a star (to the first) and a chain (to the previous) of pairs
@@ -342,9 +347,11 @@ pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupCo
             sc: Scratch::default(),
             norm: String::new(),
             no_shingles: 0,
+            per_file: vec![0; files.len()],
         },
         |w: &mut Worker, batch| {
             for doc in &batch.docs {
+                w.per_file[doc.file as usize] += 1;
                 let key = normalize::exact_key(&doc.text, cfg.normalization, &mut w.norm);
                 w.exact.push(ExactRec { key, doc: doc.index })?;
                 if near {
@@ -369,12 +376,16 @@ pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupCo
         bands: nbands,
         rows,
         read_seconds,
+        file_documents: vec![0; files.len()],
         ..DedupStats::default()
     };
     let mut exact_runs = Vec::new();
     let mut band_runs = Vec::new();
     let mut band_total = 0;
     for w in workers {
+        for (total, n) in stats.file_documents.iter_mut().zip(&w.per_file) {
+            *total += n;
+        }
         band_total += w.bands.len();
         stats.no_shingles += w.no_shingles;
         stats.run_records += w.exact.len() + w.bands.len();
@@ -467,7 +478,10 @@ pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupCo
 
         // 4. verify: true Jaccard of the candidates' shingle sets.
         let edges: Vec<(u64, u64, Option<f64>)> = if cfg.verify && !pairs.is_empty() {
-            verify(files, corpus, cfg, &hasher, &pairs, n, progress)?
+            let t = Instant::now();
+            let edges = verify(files, corpus, cfg, &hasher, &pairs, n, progress)?;
+            stats.verify_seconds = t.elapsed().as_secs_f64();
+            edges
         } else {
             pairs.into_iter().map(|(a, b)| (a, b, None)).collect()
         };

@@ -156,41 +156,88 @@ impl Ctx<'_> {
 }
 
 /// Writes the kept documents of `files` and `clusters.jsonl` under `out_dir` (created if
-/// missing). `result` must come from [`super::find_duplicates`] on the same inputs and options.
-pub fn write_output(files: &[InputFile], corpus: &CorpusConfig, result: &DedupResult, out_dir: &Path, progress: &Progress) -> Result<OutputStats> {
+/// missing), on up to `threads` threads (one file per thread at a time). `result` must come from
+/// [`super::find_duplicates`] on the same inputs and options.
+pub fn write_output(
+    files: &[InputFile],
+    corpus: &CorpusConfig,
+    result: &DedupResult,
+    out_dir: &Path,
+    threads: usize,
+    progress: &Progress,
+) -> Result<OutputStats> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let base = common_parent(files);
     let mut members: Vec<u64> = result.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.index)).collect();
     members.sort_unstable();
     members.dedup();
-    let mut ctx = Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), next: 0, kept: 0 };
-    let mut stats = OutputStats::default();
+    let counts = &result.stats.file_documents;
+    if counts.len() != files.len() {
+        return Err(Error::Config("dedup result does not match the inputs".into()));
+    }
+    let firsts: Vec<u64> = counts.iter().scan(0u64, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
     progress.phase("writing", files.iter().map(|f| f.size).sum());
-    for (no, file) in files.iter().enumerate() {
+    let next_file = std::sync::atomic::AtomicUsize::new(0);
+    let one_file = |no: usize| -> Result<(PathBuf, u64, HashMap<u64, Meta>)> {
         progress.check()?;
+        let file = &files[no];
         let format = resolved_format(&file.path, corpus);
         let dest = output_path(&file.path, &base, out_dir, format);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
+        let mut ctx = Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), next: firsts[no], kept: 0 };
         match format {
             Format::Jsonl => atomic(&dest, |f| write_jsonl(&file.path, no as u32, corpus, &mut ctx, f))?,
             Format::Parquet => atomic(&dest, |f| write_parquet(&file.path, no as u32, corpus, &mut ctx, f))?,
             _ => atomic(&dest, |f| write_documents(file, no as u32, corpus, &mut ctx, f))?,
         }
+        if ctx.next != firsts[no] + counts[no] {
+            return Err(Error::input(
+                &file.path,
+                format!("changed since dedup read it: {} documents now, {} then", ctx.next - firsts[no], counts[no]),
+            ));
+        }
         progress.add(file.size);
-        stats.paths.push(dest);
+        Ok((dest, ctx.kept, ctx.meta))
+    };
+    let mut done: Vec<(usize, Result<(PathBuf, u64, HashMap<u64, Meta>)>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let no = next_file.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if no >= files.len() {
+                            break;
+                        }
+                        let r = one_file(no);
+                        let failed = r.is_err();
+                        out.push((no, r));
+                        if failed {
+                            // Let the other workers stop at their next file.
+                            next_file.store(files.len(), std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("writer panicked")).collect()
+    });
+    done.sort_by_key(|d| d.0);
+    let mut stats = OutputStats::default();
+    let mut meta = HashMap::new();
+    for (_, r) in done {
+        let (path, kept, m) = r?;
+        stats.paths.push(path);
+        stats.kept += kept;
+        meta.extend(m);
     }
-    if ctx.next != result.stats.documents {
-        return Err(Error::Config(format!(
-            "the inputs changed since dedup ran: {} documents now, {} then",
-            ctx.next, result.stats.documents
-        )));
-    }
-    stats.kept = ctx.kept;
     stats.removed = result.removed.len() as u64;
     stats.report = out_dir.join("clusters.jsonl");
-    write_report(&stats.report, files, &base, result, &ctx.meta)?;
+    write_report(&stats.report, files, &base, result, &meta)?;
     Ok(stats)
 }
 
@@ -370,7 +417,7 @@ mod tests {
         // docs: 0 alpha beta, 1 bad, 2 alpha  beta, 3 gamma | 4 gamma, 5 alpha beta, 6 delta
         assert_eq!(r.removed, vec![2, 4, 5]);
         let out = dir.path().join("out");
-        let st = write_output(&files, &corpus, &r, &out, &Progress::new()).unwrap();
+        let st = write_output(&files, &corpus, &r, &out, 2, &Progress::new()).unwrap();
         assert_eq!(st.kept, 4);
         let a = fs::read_to_string(out.join("a.jsonl")).unwrap();
         let lines: Vec<&str> = a.lines().collect();
@@ -404,7 +451,7 @@ mod tests {
         let r = find_duplicates(&files, &corpus, &cfg, &Progress::new()).unwrap();
         assert_eq!(r.removed, vec![1]);
         let out = dir.path().join("out");
-        write_output(&files, &corpus, &r, &out, &Progress::new()).unwrap();
+        write_output(&files, &corpus, &r, &out, 2, &Progress::new()).unwrap();
         let rd = ParquetRecordBatchReaderBuilder::try_new(File::open(out.join("d.parquet")).unwrap()).unwrap().build().unwrap();
         let b = rd.map(|b| b.unwrap()).next().unwrap();
         let n = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();

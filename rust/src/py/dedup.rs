@@ -76,7 +76,7 @@ fn dedup_py<'py>(
         let files = corpus::discover(&inputs)?;
         let result = find_duplicates(&files, &corpus_cfg, &cfg, &progress.0)?;
         let written = match &out_dir {
-            Some(dir) => Some(output::write_output(&files, &corpus_cfg, &result, dir, &progress.0)?),
+            Some(dir) => Some(output::write_output(&files, &corpus_cfg, &result, dir, cfg.threads, &progress.0)?),
             None => None,
         };
         Ok((result, written))
@@ -97,6 +97,7 @@ fn dedup_py<'py>(
     d.set_item("verify", verify)?;
     d.set_item("threads", cfg.threads)?;
     d.set_item("read_seconds", s.read_seconds)?;
+    d.set_item("verify_seconds", s.verify_seconds)?;
     d.set_item("dedup_seconds", s.seconds)?;
     if let Some(w) = written {
         d.set_item("outputs", w.paths)?;

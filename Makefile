@@ -39,8 +39,9 @@ lint: install  ## rustfmt, clippy, ruff, mypy stubtest
 	$(BIN)/ruff format --check python tests bench
 
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
-	$(BIN)/pip install -q rustbpe==0.1.0 psutil
+	$(BIN)/pip install -q rustbpe==0.1.0 psutil datatrove spacy "xxhash<4"
 	$(BIN)/python bench/bench_train_bpe.py
+	$(BIN)/python bench/bench_dedup.py
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)

@@ -9,8 +9,8 @@
 //!    is kept, the others are removed;
 //! 3. buckets: merge the band runs; documents sharing a band bucket (exact-removed ones left out)
 //!    become candidate pairs;
-//! 4. verify (optional, on by default): re-read the corpus, compute the shingle sets of candidate
-//!    documents only, keep the pairs whose true Jaccard is at least the threshold;
+//! 4. verify (optional, on by default): re-read the files holding candidates (in parallel, one
+//!    file per thread), compute the shingle sets of candidate documents only, keep the pairs whose true Jaccard is at least the threshold;
 //! 5. cluster: union-find over the kept pairs; inside a cluster, documents are visited in input
 //!    order and one is removed exactly when a pair links it to an already kept document (so with
 //!    verification every removed document has a kept partner at or above the threshold, and
@@ -317,7 +317,7 @@ const ALL_PAIRS_MAX: usize = 64;
 /// Finds the exact (and, in [`Mode::Near`], near) duplicates of the documents of `files`.
 ///
 /// The result is identical for every thread count. `progress` gets the phases `reading`,
-/// `exact`, `buckets` and, when verifying, a second `reading` and `verifying`.
+/// `exact`, `buckets` and, when verifying, `rereading` and `verifying`.
 pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupConfig, progress: &Progress) -> Result<DedupResult> {
     cfg.validate()?;
     let start = Instant::now();
@@ -479,7 +479,7 @@ pub fn find_duplicates(files: &[InputFile], corpus: &CorpusConfig, cfg: &DedupCo
         // 4. verify: true Jaccard of the candidates' shingle sets.
         let edges: Vec<(u64, u64, Option<f64>)> = if cfg.verify && !pairs.is_empty() {
             let t = Instant::now();
-            let edges = verify(files, corpus, cfg, &hasher, &pairs, n, progress)?;
+            let edges = verify(files, corpus, cfg, &hasher, &pairs, n, &stats.file_documents, progress)?;
             stats.verify_seconds = t.elapsed().as_secs_f64();
             edges
         } else {
@@ -509,6 +509,7 @@ fn verify(
     hasher: &MinHasher,
     pairs: &[(u64, u64)],
     n: u64,
+    file_documents: &[u64],
     progress: &Progress,
 ) -> Result<Vec<(u64, u64, Option<f64>)>> {
     let mut wanted = BitSet::new(n);
@@ -516,23 +517,51 @@ fn verify(
         wanted.insert(a);
         wanted.insert(b);
     }
-    let (_, states) = read_batches(
-        files,
-        corpus,
-        cfg.batch_bytes,
-        cfg.threads,
-        progress,
-        || (Scratch::default(), Vec::<(u64, Vec<u64>)>::new()),
-        |(sc, sets), batch| {
-            for doc in &batch.docs {
-                if wanted.contains(doc.index) {
-                    sets.push((doc.index, hasher.shingle_set(&doc.text, sc)));
-                }
-            }
-            Ok(())
-        },
-    )?;
-    let mut sets: Vec<(u64, Vec<u64>)> = states.into_iter().flat_map(|(_, s)| s).collect();
+    // NOTE: files are re-read in parallel, one per thread (the first pass gave each file's first
+    // index), not through `read_batches`: there the single reader thread was the bottleneck of
+    // this pass, which computes little besides parsing.
+    let firsts: Vec<u64> = file_documents.iter().scan(0u64, |acc, &k| Some(std::mem::replace(acc, *acc + k))).collect();
+    progress.phase("rereading", files.iter().map(|f| f.size).sum());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let states: Vec<Result<Vec<(u64, Vec<u64>)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cfg.threads.clamp(1, files.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sc = Scratch::default();
+                    let mut sets = Vec::new();
+                    loop {
+                        let no = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if no >= files.len() {
+                            return Ok(sets);
+                        }
+                        let (first, count) = (firsts[no], file_documents[no]);
+                        if !(first..first + count).any(|d| wanted.contains(d)) {
+                            progress.add(files[no].size);
+                            continue;
+                        }
+                        let mut seen = 0u64;
+                        crate::corpus::read_file(&files[no], no as u32, first, corpus, |doc| {
+                            seen += 1;
+                            if seen % 1024 == 0 {
+                                progress.check()?;
+                            }
+                            if wanted.contains(doc.index) {
+                                sets.push((doc.index, hasher.shingle_set(&doc.text, &mut sc)));
+                            }
+                            Ok(())
+                        })?;
+                        if seen != count {
+                            return Err(Error::input(&files[no].path, "changed while dedup was reading it"));
+                        }
+                        progress.add(files[no].size);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("verify reader panicked")).collect()
+    });
+    let states = states.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut sets: Vec<(u64, Vec<u64>)> = states.into_iter().flatten().collect();
     sets.sort_unstable_by_key(|s| s.0);
     let get = |d: u64| -> &[u64] { sets.binary_search_by_key(&d, |s| s.0).map_or(&[][..], |i| &sets[i].1) };
 

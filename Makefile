@@ -44,11 +44,12 @@ lint: install  ## rustfmt, clippy, ruff, and the _core.pyi stub checked against 
 	$(BIN)/python -m mypy.stubtest dataprep._core
 
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
-	$(BIN)/pip install -q rustbpe==0.1.0 psutil
+	$(BIN)/pip install -q rustbpe==0.1.0 psutil datatrove spacy "xxhash<4"
 	$(BIN)/python bench/bench_train_bpe.py --runs 3
 	$(BIN)/python bench/bench_train_bpe.py --corpus kowiki --runs 3
 	$(BIN)/python bench/bench_encode.py --runs 3
 	$(BIN)/python bench/bench_tokenize.py
+	$(BIN)/python bench/bench_dedup.py
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)

@@ -7,6 +7,7 @@
 
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
+from dataprep.dedup import dedup
 from dataprep.inspect import input_ids, inspect_shards, open_shard
 from dataprep.tokenize import tokenize
 
@@ -14,6 +15,7 @@ __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "dedup",
     "input_ids",
     "inspect_shards",
     "open_shard",

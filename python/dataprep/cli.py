@@ -13,6 +13,7 @@ from rich.text import Text
 import dataprep
 from dataprep import _core
 from dataprep.bpe import tiktoken_paths, train_bpe
+from dataprep.dedup import banding, dedup
 from dataprep.inspect import inspect_shards
 from dataprep.jobs import run_job
 from dataprep.tokenize import tokenize
@@ -287,6 +288,187 @@ def tokenize_cmd(
         f"{docs['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s, {tokens / max(secs, 1e-9) / 1e6:.2f}M tokens/s",
         highlight=False,
     )
+
+
+@main.command("dedup")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("deduped"),
+    show_default=True,
+    help="Directory for the kept documents, clusters.jsonl (the audit report) and summary.json.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["exact", "near"]),
+    default="near",
+    show_default=True,
+    help="exact: normalized-text hash; near: exact, then MinHash LSH.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.8,
+    show_default=True,
+    help="Jaccard similarity of shingles at and above which documents are near duplicates.",
+)
+@click.option(
+    "--ngram", type=click.IntRange(1), default=5, show_default=True, help="Words per shingle."
+)
+@click.option("--num-perm", type=click.IntRange(1, 1024), default=128, show_default=True)
+@click.option(
+    "--bands",
+    type=(click.IntRange(1), click.IntRange(1)),
+    default=None,
+    metavar="B R",
+    help="LSH bands and rows [default: derived from --threshold].",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check candidate pairs by their true Jaccard: no pair below the threshold is removed.",
+)
+@click.option("--nfc/--no-nfc", default=True, show_default=True, help="Exact key: Unicode NFC.")
+@click.option(
+    "--whitespace/--no-whitespace",
+    default=True,
+    show_default=True,
+    help="Exact key: collapse whitespace.",
+)
+@click.option(
+    "--lowercase/--no-lowercase",
+    default=False,
+    show_default=True,
+    help="Exact key: ignore case.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="MinHash seed.")
+@click.option("--threads", type=int, default=None, help="Worker threads [default: all cores].")
+@click.option(
+    "--memory-mb",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Sort-buffer budget; beyond it signatures spill to sorted runs on disk.",
+)
+@click.option(
+    "--temp-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where sorted runs are spilled [default: system temp].",
+)
+@corpus_options
+def dedup_cmd(
+    inputs: tuple[Path, ...],
+    out: Path,
+    mode: str,
+    threshold: float,
+    ngram: int,
+    num_perm: int,
+    bands: tuple[int, int] | None,
+    verify: bool,
+    nfc: bool,
+    whitespace: bool,
+    lowercase: bool,
+    seed: int,
+    threads: int | None,
+    memory_mb: int,
+    temp_dir: Path | None,
+    fmt: str,
+    text_unit: str,
+    jsonl_field: str,
+    parquet_column: str,
+    invalid_utf8: str,
+) -> None:
+    """Remove exact and near-duplicate documents from INPUTS (files or directories)."""
+    if mode == "near":
+        if bands is not None and bands[0] * bands[1] > num_perm:
+            fail(f"--bands {bands[0]} x {bands[1]} needs more than --num-perm {num_perm}")
+        b, r, p = banding(threshold, num_perm, verify)
+        if bands is not None:
+            b, r = bands
+            p = 1 - (1 - threshold**r) ** b
+        console.print(
+            f"LSH: {b} bands x {r} rows of {num_perm} permutations; a pair at J = {threshold:.2f} "
+            f"becomes a candidate with probability {p:.3f}"
+            + ("; candidates are verified by exact Jaccard" if verify else ""),
+            highlight=False,
+        )
+    try:
+        stats = run_job(
+            console,
+            lambda progress: dedup(
+                inputs,
+                out,
+                mode=mode,
+                threshold=threshold,
+                ngram=ngram,
+                num_perm=num_perm,
+                bands=bands,
+                verify=verify,
+                nfc=nfc,
+                whitespace=whitespace,
+                lowercase=lowercase,
+                seed=seed,
+                threads=threads,
+                memory_mb=memory_mb,
+                temp_dir=temp_dir,
+                format=fmt,
+                text_unit=text_unit,
+                jsonl_field=jsonl_field,
+                parquet_column=parquet_column,
+                invalid_utf8=invalid_utf8,
+                progress=progress,
+            ),
+        )
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted; files already written in the output directory are complete")
+
+    table = Table(title="dedup", show_header=False, title_justify="left")
+    secs = stats["total_seconds"]
+    docs = stats["documents"]
+
+    def pct(n: int) -> str:
+        return f"{n:,} ({100 * n / docs:.2f}%)" if docs else f"{n:,}"
+
+    rows = [
+        ("input", f"{stats['files']:,} files, {human_bytes(stats['bytes'])}"),
+        ("documents", f"{docs:,}"),
+        ("skipped", skipped_text(stats)),
+        ("exact removed", pct(stats["exact_removed"])),
+    ]
+    if mode == "near":
+        rows += [
+            ("near removed", pct(stats["near_removed"])),
+            (
+                "LSH",
+                f"{stats['bands']} bands x {stats['rows']} rows, threshold {threshold:.2f}, "
+                f"{ngram}-gram shingles",
+            ),
+            (
+                "pairs",
+                f"{stats['candidate_pairs']:,} candidates, {stats['similar_pairs']:,} "
+                + ("verified >= threshold" if verify else "accepted (not verified)"),
+            ),
+        ]
+    rows += [
+        ("kept", pct(stats["kept"])),
+        ("clusters", f"{stats['clusters']:,}"),
+        (
+            "time",
+            f"{secs:.2f} s (first read {stats['read_seconds']:.2f} s, verify "
+            f"{stats['verify_seconds']:.2f} s, find {stats['dedup_seconds']:.2f} s, "
+            f"{stats['threads']} threads)",
+        ),
+        ("throughput", f"{stats['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s"),
+        ("wrote", f"{out}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
 
 
 @main.command("inspect")

@@ -23,7 +23,7 @@ from dataprep import _core
 T = TypeVar("T")
 
 # Phases whose units are bytes get a transfer-speed column; the rest count items.
-BYTE_PHASES = {"reading", "evaluating"}
+BYTE_PHASES = {"reading", "evaluating", "rereading", "writing"}
 
 
 def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:

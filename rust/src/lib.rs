@@ -4,6 +4,7 @@
 
 pub mod bpe;
 pub mod corpus;
+pub mod dedup;
 pub mod error;
 pub mod fsutil;
 pub mod pack;

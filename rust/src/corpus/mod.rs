@@ -9,7 +9,7 @@
 //! - Compression (`.gz`, `.bz2`, `.zst`) is transparent and chosen by extension.
 //! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`].
 
-mod decompress;
+pub(crate) mod decompress;
 mod jsonl;
 mod parquet;
 mod pipeline;

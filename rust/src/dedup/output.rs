@@ -1,0 +1,475 @@
+//! Writing what dedup decided: the kept documents, one output file per input file, and an
+//! auditable report of the clusters.
+//!
+//! Layout under the output directory (paths mirror the inputs relative to their common parent):
+//! - JSONL input -> JSONL: the kept lines, byte for byte, so every field (metadata) is kept;
+//! - Parquet input -> Parquet: the kept rows with every column;
+//! - WikiExtractor / plain text -> JSONL objects `{"text", "id", "title"}` (id and title when the
+//!   format has them);
+//! - `clusters.jsonl`: one cluster per line with, for each member, its file, corpus index, id,
+//!   title, whether it was kept, the kept partner it duplicates, their similarity and the start of
+//!   its text.
+//!
+//! Compressed inputs are written uncompressed. Every file is written under a temporary name and
+//! renamed when complete.
+//!
+//! Invariant: a raw record (JSONL line, Parquet row) is matched to its corpus index by the same
+//! rules the readers apply (blank lines, documents with no text and, under `skip`, invalid UTF-8
+//! are not documents); `tests::raw_records_align_with_the_reader` guards it.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, BooleanArray, LargeBinaryArray, LargeStringArray, StringArray, StringViewArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::{json, Value};
+
+use super::{ClusterKind, DedupResult};
+use crate::corpus::{self, decompress, CorpusConfig, Format, InputFile, Utf8Policy};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::progress::Progress;
+
+/// Characters of text shown per document in the report.
+const SNIPPET_CHARS: usize = 160;
+
+/// What [`write_output`] wrote.
+#[derive(Debug, Clone, Default)]
+pub struct OutputStats {
+    /// One per input file, in input order.
+    pub paths: Vec<PathBuf>,
+    pub report: PathBuf,
+    pub kept: u64,
+    pub removed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Meta {
+    file: u32,
+    id: Option<String>,
+    title: Option<String>,
+    snippet: String,
+}
+
+fn snippet(text: &str) -> String {
+    let mut s = String::new();
+    for (i, w) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(w);
+        if s.chars().count() >= SNIPPET_CHARS {
+            break;
+        }
+    }
+    if s.chars().count() > SNIPPET_CHARS {
+        s = s.chars().take(SNIPPET_CHARS).collect::<String>() + "…";
+    }
+    s
+}
+
+/// The deepest directory containing every input file.
+fn common_parent(files: &[InputFile]) -> PathBuf {
+    let mut base: Option<PathBuf> = None;
+    for f in files {
+        let parent = f.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        base = Some(match base {
+            None => parent,
+            Some(b) => {
+                let mut common = PathBuf::new();
+                for (x, y) in b.components().zip(parent.components()) {
+                    if x != y {
+                        break;
+                    }
+                    common.push(x);
+                }
+                common
+            }
+        });
+    }
+    base.unwrap_or_default()
+}
+
+fn resolved_format(path: &Path, cfg: &CorpusConfig) -> Format {
+    if cfg.format != Format::Auto {
+        return cfg.format;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    match decompress::strip_extension(&name).rsplit_once('.').map(|(_, e)| e) {
+        Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+        Some("parquet") => Format::Parquet,
+        // Wiki or text: both go through the reader, which sniffs.
+        _ => Format::Auto,
+    }
+}
+
+/// The output path of `file` under `out`.
+fn output_path(file: &Path, base: &Path, out: &Path, format: Format) -> PathBuf {
+    let rel = file.strip_prefix(base).unwrap_or_else(|_| Path::new(file.file_name().unwrap_or_default()));
+    let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = decompress::strip_extension(&name).to_string();
+    let name = match format {
+        Format::Jsonl | Format::Parquet => name,
+        _ => format!("{name}.jsonl"),
+    };
+    out.join(rel.with_file_name(name))
+}
+
+/// Writes `path` through a temporary sibling that is renamed only on success.
+fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
+    let tmp = fsutil::temp_path(path);
+    let file = File::create(&tmp).map_err(|e| Error::io(path, e))?;
+    let result = fill(file).and_then(|v| fs::rename(&tmp, path).map(|()| v).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+struct Ctx<'a> {
+    removed: &'a [u64],
+    members: &'a [u64],
+    meta: HashMap<u64, Meta>,
+    next: u64,
+    kept: u64,
+}
+
+impl Ctx<'_> {
+    /// Takes the next corpus index; returns whether that document is kept.
+    fn take(&mut self, file: u32, id: Option<&str>, title: Option<&str>, text: &str) -> bool {
+        let i = self.next;
+        self.next += 1;
+        if self.members.binary_search(&i).is_ok() {
+            let m = Meta { file, id: id.map(String::from), title: title.map(String::from), snippet: snippet(text) };
+            self.meta.insert(i, m);
+        }
+        let keep = self.removed.binary_search(&i).is_err();
+        self.kept += u64::from(keep);
+        keep
+    }
+}
+
+/// Writes the kept documents of `files` and `clusters.jsonl` under `out_dir` (created if
+/// missing), on up to `threads` threads (one file per thread at a time). `result` must come from
+/// [`super::find_duplicates`] on the same inputs and options.
+pub fn write_output(
+    files: &[InputFile],
+    corpus: &CorpusConfig,
+    result: &DedupResult,
+    out_dir: &Path,
+    threads: usize,
+    progress: &Progress,
+) -> Result<OutputStats> {
+    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let base = common_parent(files);
+    let mut members: Vec<u64> = result.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.index)).collect();
+    members.sort_unstable();
+    members.dedup();
+    let counts = &result.stats.file_documents;
+    if counts.len() != files.len() {
+        return Err(Error::Config("dedup result does not match the inputs".into()));
+    }
+    let firsts: Vec<u64> = counts.iter().scan(0u64, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
+    progress.phase("writing", files.iter().map(|f| f.size).sum());
+    let next_file = std::sync::atomic::AtomicUsize::new(0);
+    let one_file = |no: usize| -> Result<(PathBuf, u64, HashMap<u64, Meta>)> {
+        progress.check()?;
+        let file = &files[no];
+        let format = resolved_format(&file.path, corpus);
+        let dest = output_path(&file.path, &base, out_dir, format);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut ctx =
+            Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), next: firsts[no], kept: 0 };
+        match format {
+            Format::Jsonl => atomic(&dest, |f| write_jsonl(&file.path, no as u32, corpus, &mut ctx, f))?,
+            Format::Parquet => atomic(&dest, |f| write_parquet(&file.path, no as u32, corpus, &mut ctx, f))?,
+            _ => atomic(&dest, |f| write_documents(file, no as u32, corpus, &mut ctx, f))?,
+        }
+        if ctx.next != firsts[no] + counts[no] {
+            return Err(Error::input(
+                &file.path,
+                format!("changed since dedup read it: {} documents now, {} then", ctx.next - firsts[no], counts[no]),
+            ));
+        }
+        progress.add(file.size);
+        Ok((dest, ctx.kept, ctx.meta))
+    };
+    let mut done: Vec<(usize, Result<(PathBuf, u64, HashMap<u64, Meta>)>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let no = next_file.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if no >= files.len() {
+                            break;
+                        }
+                        let r = one_file(no);
+                        let failed = r.is_err();
+                        out.push((no, r));
+                        if failed {
+                            // Let the other workers stop at their next file.
+                            next_file.store(files.len(), std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("writer panicked")).collect()
+    });
+    done.sort_by_key(|d| d.0);
+    let mut stats = OutputStats::default();
+    let mut meta = HashMap::new();
+    for (_, r) in done {
+        let (path, kept, m) = r?;
+        stats.paths.push(path);
+        stats.kept += kept;
+        meta.extend(m);
+    }
+    stats.removed = result.removed.len() as u64;
+    stats.report = out_dir.join("clusters.jsonl");
+    write_report(&stats.report, files, &base, result, &meta)?;
+    Ok(stats)
+}
+
+fn write_jsonl(path: &Path, file: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
+    let field = corpus.jsonl_field.as_str();
+    let mut r = BufReader::with_capacity(1 << 16, decompress::open(path)?);
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let mut line = Vec::new();
+    let werr = |e| Error::io(path, e);
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))? == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let owned;
+        let text: &str = match std::str::from_utf8(&line) {
+            Ok(s) => s,
+            Err(_) if corpus.utf8 == Utf8Policy::Replace => {
+                owned = String::from_utf8_lossy(&line).into_owned();
+                &owned
+            }
+            Err(_) => continue,
+        };
+        let obj: serde_json::Map<String, Value> =
+            serde_json::from_str(text).map_err(|e| Error::input(path, format!("not a JSON object: {e}")))?;
+        let Some(Value::String(doc)) = obj.get(field) else {
+            return Err(Error::input(path, format!("no string field {field:?}")));
+        };
+        if doc.trim().is_empty() {
+            continue;
+        }
+        let id = obj.get("id").map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if ctx.take(file, id.as_deref(), None, doc) {
+            w.write_all(text.trim_end_matches(['\n', '\r']).as_bytes()).map_err(werr)?;
+            w.write_all(b"\n").map_err(werr)?;
+        }
+    }
+    let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    f.sync_all().map_err(werr)
+}
+
+fn write_documents(file: &InputFile, no: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
+    let path = file.path.as_path();
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let first = ctx.next;
+    corpus::read_file(file, no, first, corpus, |d| {
+        if ctx.take(no, d.id.as_deref(), d.title.as_deref(), &d.text) {
+            let mut obj = serde_json::Map::new();
+            obj.insert("text".into(), Value::String(d.text));
+            if let Some(id) = d.id {
+                obj.insert("id".into(), Value::String(id));
+            }
+            if let Some(title) = d.title {
+                obj.insert("title".into(), Value::String(title));
+            }
+            serde_json::to_writer(&mut w, &obj).map_err(|e| Error::io(path, e.into()))?;
+            w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+        }
+        Ok(())
+    })?;
+    let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+fn write_parquet(path: &Path, file: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
+    let bad = |e: &dyn std::fmt::Display| Error::input(path, format!("not a readable Parquet file: {e}"));
+    let input = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| bad(&e))?;
+    let schema = builder.schema().clone();
+    let col = schema
+        .index_of(&corpus.parquet_column)
+        .map_err(|_| Error::input(path, format!("no column {:?}", corpus.parquet_column)))?;
+    let reader = builder.with_batch_size(1024).build().map_err(|e| bad(&e))?;
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(|e| bad(&e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(&e))?;
+        let c = batch.column(col);
+        let any = c.as_any();
+        let mut mask = Vec::with_capacity(c.len());
+        for i in 0..c.len() {
+            let text: Option<std::borrow::Cow<'_, str>> = if c.is_null(i) {
+                None
+            } else if let Some(a) = any.downcast_ref::<StringArray>() {
+                Some(a.value(i).into())
+            } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+                Some(a.value(i).into())
+            } else if let Some(a) = any.downcast_ref::<StringViewArray>() {
+                Some(a.value(i).into())
+            } else {
+                let bytes = if let Some(a) = any.downcast_ref::<BinaryArray>() {
+                    a.value(i)
+                } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
+                    a.value(i)
+                } else {
+                    return Err(Error::input(
+                        path,
+                        format!("column {:?} is not a string column", corpus.parquet_column),
+                    ));
+                };
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => Some(s.into()),
+                    Err(_) if corpus.utf8 == Utf8Policy::Replace => Some(String::from_utf8_lossy(bytes)),
+                    Err(_) => None,
+                }
+            };
+            let keep = match text {
+                Some(t) if !t.trim().is_empty() => ctx.take(file, None, None, &t),
+                _ => true, // not a document: no index, passed through as is
+            };
+            mask.push(keep);
+        }
+        let kept = arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(mask)).map_err(|e| bad(&e))?;
+        writer.write(&kept).map_err(|e| bad(&e))?;
+    }
+    writer.close().map_err(|e| bad(&e))?;
+    Ok(())
+}
+
+fn write_report(
+    path: &Path,
+    files: &[InputFile],
+    base: &Path,
+    result: &DedupResult,
+    meta: &HashMap<u64, Meta>,
+) -> Result<()> {
+    fsutil::write_atomic(path, |w| {
+        for (k, c) in result.clusters.iter().enumerate() {
+            let members: Vec<Value> = c
+                .members
+                .iter()
+                .map(|m| {
+                    let md = meta.get(&m.index).cloned().unwrap_or_default();
+                    let file = files
+                        .get(md.file as usize)
+                        .map(|f| f.path.strip_prefix(base).unwrap_or(&f.path).to_string_lossy().into_owned());
+                    json!({
+                        "index": m.index,
+                        "file": file,
+                        "id": md.id,
+                        "title": md.title,
+                        "kept": m.kept,
+                        "duplicate_of": m.partner,
+                        "similarity": m.similarity,
+                        "text": md.snippet,
+                    })
+                })
+                .collect();
+            let kind = match c.kind {
+                ClusterKind::Exact => "exact",
+                ClusterKind::Near => "near",
+            };
+            let line = json!({ "cluster": k, "kind": kind, "size": c.members.len(), "members": members });
+            serde_json::to_writer(&mut *w, &line)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::{find_duplicates, DedupConfig, Mode};
+
+    #[test]
+    fn raw_records_align_with_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = dir.path().join("in");
+        fs::create_dir_all(inp.join("sub")).unwrap();
+        // Blank lines, an empty text, invalid UTF-8 and extra fields between duplicates.
+        let mut jsonl = b"{\"text\": \"alpha beta\", \"id\": 1, \"lang\": \"en\"}\n\n{\"text\": \"  \"}\n".to_vec();
+        jsonl.extend_from_slice(
+            b"{\"text\": \"bad \xff\"}\n{\"text\": \"alpha  beta\", \"id\": 2}\n{\"text\": \"gamma\"}\n",
+        );
+        fs::write(inp.join("a.jsonl"), &jsonl).unwrap();
+        fs::write(inp.join("sub/b.txt"), "gamma\n\nalpha beta\n\ndelta").unwrap();
+        let corpus = CorpusConfig { text_unit: corpus::TextUnit::Paragraph, ..CorpusConfig::default() };
+        let files = corpus::discover(&[inp.clone()]).unwrap();
+        let cfg = DedupConfig::new(Mode::Exact).temp_dir(Some(dir.path().to_path_buf()));
+        let r = find_duplicates(&files, &corpus, &cfg, &Progress::new()).unwrap();
+        // docs: 0 alpha beta, 1 bad, 2 alpha  beta, 3 gamma | 4 gamma, 5 alpha beta, 6 delta
+        assert_eq!(r.removed, vec![2, 4, 5]);
+        let out = dir.path().join("out");
+        let st = write_output(&files, &corpus, &r, &out, 2, &Progress::new()).unwrap();
+        assert_eq!(st.kept, 4);
+        let a = fs::read_to_string(out.join("a.jsonl")).unwrap();
+        let lines: Vec<&str> = a.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("\"lang\": \"en\""), "{a}");
+        assert!(lines[1].contains("bad \u{fffd}"));
+        let b = fs::read_to_string(out.join("sub/b.txt.jsonl")).unwrap();
+        assert_eq!(b.trim(), "{\"text\":\"delta\"}");
+        let report = fs::read_to_string(out.join("clusters.jsonl")).unwrap();
+        let first: Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();
+        assert_eq!(first["members"][0]["file"], "a.jsonl");
+        assert_eq!(first["members"][0]["id"], "1");
+        assert_eq!(first["members"][2]["duplicate_of"], 0);
+        assert_eq!(first["members"][2]["file"], "sub/b.txt");
+    }
+
+    #[test]
+    fn parquet_keeps_every_column() {
+        use arrow_array::{Int64Array, RecordBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.parquet");
+        let text = StringArray::from(vec![Some("one two"), None, Some("one  two"), Some("three")]);
+        let ids = Int64Array::from(vec![10, 11, 12, 13]);
+        let batch = RecordBatch::try_from_iter([("text", Arc::new(text) as _), ("n", Arc::new(ids) as _)]).unwrap();
+        let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let files = corpus::discover(&[p]).unwrap();
+        let corpus = CorpusConfig::default();
+        let cfg = DedupConfig::new(Mode::Exact).temp_dir(Some(dir.path().to_path_buf()));
+        let r = find_duplicates(&files, &corpus, &cfg, &Progress::new()).unwrap();
+        assert_eq!(r.removed, vec![1]);
+        let out = dir.path().join("out");
+        write_output(&files, &corpus, &r, &out, 2, &Progress::new()).unwrap();
+        let rd = ParquetRecordBatchReaderBuilder::try_new(File::open(out.join("d.parquet")).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let b = rd.map(|b| b.unwrap()).next().unwrap();
+        let n = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(n.values().to_vec(), vec![10, 11, 13]);
+    }
+}

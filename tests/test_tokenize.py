@@ -274,3 +274,28 @@ def test_invalid_utf8_replaced_is_recorded(trained, tmp_path: Path) -> None:  # 
         invalid_utf8="skip",
     )
     assert m["documents"]["read"] == 2 and m["documents"]["skipped"]["invalid_utf8"] == 1
+
+
+def test_dedup_before_encoding_is_counted_in_the_manifest(
+    trained, demo_texts: list[str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path, tok = trained
+    originals = demo_texts[:10]
+    near = [t.replace(" the ", " a ", 1) for t in originals[:3]]  # one word changed: Jaccard ~0.99
+    docs = [*originals, *originals[:4], *near]
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    exact = dataprep.tokenize(src, path, tmp_path / "e", seq_len=64, dedup="exact")
+    assert exact["documents"]["skipped"]["exact_duplicate"] == 4
+    assert exact["documents"]["train"] == len(docs) - 4
+    near_m = dataprep.tokenize(src, path, tmp_path / "n", seq_len=64, dedup="near")
+    assert near_m["documents"]["skipped"]["exact_duplicate"] == 4
+    assert near_m["documents"]["skipped"]["near_duplicate"] == 3
+    assert near_m["config"]["dedup"] == "near"
+    ids, _, n = rows_of(tmp_path / "n", "train")
+    stream = [t for r in range(len(ids)) for t in ids[r, : n[r]].tolist()]
+    assert stream == [t for d in originals for t in [*tok.encode(d), 0]]
+    none = dataprep.tokenize(src, path, tmp_path / "0", seq_len=64)
+    assert none["documents"]["skipped"]["exact_duplicate"] == 0 and none["documents"][
+        "train"
+    ] == len(docs)

@@ -94,6 +94,8 @@ def tokenize(
     bos_id: int | None,
     pad_id: int,
     config_json: str,
+    dedup: str = "none",
+    dedup_threshold: float = 0.8,
     pattern: str | None = None,
     format: str = "auto",
     text_unit: str = "file",

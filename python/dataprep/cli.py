@@ -208,6 +208,14 @@ def train_bpe_cmd(
 @click.option("--bos-token", default=None, help="BOS special token [default: found by name].")
 @click.option("--bos/--no-bos", "use_bos", default=True, show_default=True)
 @click.option("--pad-token", default=None, help="Pad token [default: found by name, else EOS].")
+@click.option(
+    "--dedup",
+    type=click.Choice(["none", "exact", "near"]),
+    default="none",
+    show_default=True,
+    help="Drop duplicate documents before encoding (see `dataprep dedup`).",
+)
+@click.option("--dedup-threshold", type=float, default=0.8, show_default=True)
 @click.option("--pattern", default=None, help="Split pattern for a .tiktoken without sidecar.")
 @corpus_options
 def tokenize_cmd(
@@ -224,6 +232,8 @@ def tokenize_cmd(
     bos_token: str | None,
     use_bos: bool,
     pad_token: str | None,
+    dedup: str,
+    dedup_threshold: float,
     pattern: str | None,
     fmt: str,
     text_unit: str,
@@ -252,6 +262,8 @@ def tokenize_cmd(
                 bos_token=bos_token,
                 use_bos=use_bos,
                 pad_token=pad_token,
+                dedup=dedup,
+                dedup_threshold=dedup_threshold,
                 pattern=pattern,
                 format=fmt,
                 text_unit=text_unit,

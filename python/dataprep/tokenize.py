@@ -58,6 +58,8 @@ def tokenize(
     bos_token: str | None = None,
     use_bos: bool = True,
     pad_token: str | None = None,
+    dedup: str = "none",
+    dedup_threshold: float = 0.8,
     pattern: str | None = None,
     format: str = "auto",
     text_unit: str = "file",
@@ -85,6 +87,10 @@ def tokenize(
         threads: Encoder threads (default: all cores).
         eos_token, bos_token, pad_token: Override the special tokens found by name.
         use_bos: Put BOS before each document when the tokenizer has one.
+        dedup: `none`, `exact` (normalized-text hash) or `near` (exact, then MinHash LSH with
+            verification), applied before encoding; the first of each group is kept and the
+            counts land in the manifest under `documents.skipped`.
+        dedup_threshold: Jaccard similarity for `near`.
         pattern: Split pattern for a `.tiktoken` file without a `.json` sidecar.
         format, text_unit, jsonl_field, parquet_column, invalid_utf8: Corpus reading options.
         progress: A `Progress` to poll from another thread.
@@ -128,6 +134,8 @@ def tokenize(
         "bos_id": bos,
         "pad_id": pad,
         "pattern": pattern,
+        "dedup": dedup,
+        "dedup_threshold": dedup_threshold if dedup == "near" else None,
         "format": format,
         "text_unit": text_unit,
         "jsonl_field": jsonl_field,
@@ -149,6 +157,8 @@ def tokenize(
         pad_id=pad,
         # Thread count is left out: it never changes the output, so it must not block a resume.
         config_json=json.dumps(config, sort_keys=True),
+        dedup=dedup,
+        dedup_threshold=dedup_threshold,
         pattern=pattern,
         format=format,
         text_unit=text_unit,

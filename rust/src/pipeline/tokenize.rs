@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bpe::{EncodeCache, Tokenizer};
 use crate::corpus::{read_batches, CorpusConfig, InputFile};
+use crate::dedup::{find_duplicates, DedupConfig, DedupStats};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::pack::{LastRow, Packer};
@@ -49,6 +50,8 @@ pub struct TokenizeConfig {
     pub eos: u32,
     pub bos: Option<u32>,
     pub pad: u32,
+    /// Deduplicate before encoding: a first pass finds the documents to drop (see `dedup`).
+    pub dedup: Option<DedupConfig>,
 }
 
 /// `splitmix64`: a fixed, well-mixed hash so the split never depends on anything but (seed, index).
@@ -244,10 +247,18 @@ pub fn tokenize(
             .collect(),
         journal,
     };
+    // Dedup is a deterministic first pass, so a resumed run recomputes the same drop list.
+    let (removed, dedup_stats) = match &cfg.dedup {
+        Some(d) => {
+            let r = find_duplicates(files, corpus, d, progress)?;
+            (r.removed, Some(r.stats))
+        }
+        None => (Vec::new(), None),
+    };
     let next_doc = [writer.splits[0].state.next_doc, writer.splits[1].state.next_doc];
     let wanted = |index: u64| -> Option<usize> {
         let s = split_of(cfg, index);
-        (index >= next_doc[s]).then_some(s)
+        (index >= next_doc[s] && removed.binary_search(&index).is_err()).then_some(s)
     };
 
     let (tx, rx) = crossbeam_channel::bounded::<Encoded>(2 * cfg.threads + 2);
@@ -332,6 +343,8 @@ pub fn tokenize(
         skipped: BTreeMap::from([
             ("empty".to_string(), stats.empty_skipped),
             ("invalid_utf8".to_string(), stats.invalid_utf8_skipped),
+            ("exact_duplicate".to_string(), dedup_stats.as_ref().map_or(0, |d: &DedupStats| d.exact_removed)),
+            ("near_duplicate".to_string(), dedup_stats.as_ref().map_or(0, |d| d.near_removed)),
         ]),
         invalid_utf8_replaced: stats.invalid_utf8_replaced,
     };
@@ -377,6 +390,7 @@ mod tests {
             eos: 0,
             bos: None,
             pad: 0,
+            dedup: None,
         };
         let n = (0..100_000).filter(|&i| split_of(&cfg, i) == 1).count();
         assert!((9_500..10_500).contains(&n), "{n}");

@@ -9,6 +9,7 @@ use super::corpus::corpus_config;
 use super::{run_detached, PyProgress};
 use crate::bpe::Tokenizer;
 use crate::corpus;
+use crate::dedup::{DedupConfig, Mode};
 use crate::pack::LastRow;
 use crate::pipeline::tokenize::{tokenize as run, TokenizeConfig};
 use crate::pretokenize::Pattern;
@@ -18,7 +19,7 @@ use crate::pretokenize::Pattern;
 /// existing `out` is resumed. See `dataprep.tokenize`.
 #[pyfunction]
 #[pyo3(signature = (inputs, tokenizer, out, *, seq_len, val_fraction, seed, rows_per_shard, last_row, threads,
-    eos_id, bos_id, pad_id, config_json, pattern=None, format="auto", text_unit="file", jsonl_field="text",
+    eos_id, bos_id, pad_id, config_json, dedup="none", dedup_threshold=0.8, pattern=None, format="auto", text_unit="file", jsonl_field="text",
     parquet_column="text", invalid_utf8="replace", progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn tokenize(
@@ -36,6 +37,8 @@ fn tokenize(
     bos_id: Option<u32>,
     pad_id: u32,
     config_json: &str,
+    dedup: &str,
+    dedup_threshold: f64,
     pattern: Option<&str>,
     format: &str,
     text_unit: &str,
@@ -52,6 +55,12 @@ fn tokenize(
     };
     let config: serde_json::Value =
         serde_json::from_str(config_json).map_err(|e| PyValueError::new_err(format!("config_json: {e}")))?;
+    let dedup = match dedup {
+        "none" => None,
+        "exact" => Some(DedupConfig::new(Mode::Exact).threads(threads.max(1))),
+        "near" => Some(DedupConfig::new(Mode::Near).threshold(dedup_threshold).threads(threads.max(1))),
+        o => return Err(PyValueError::new_err(format!("unknown dedup mode {o:?} (none, exact, near)"))),
+    };
     let cfg = TokenizeConfig {
         seq_len,
         val_fraction,
@@ -63,6 +72,7 @@ fn tokenize(
         eos: eos_id,
         bos: bos_id,
         pad: pad_id,
+        dedup,
     };
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let pattern = pattern.map(Pattern::parse);

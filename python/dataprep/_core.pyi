@@ -11,6 +11,8 @@ __all__ = [
     "Progress",
     "Tokenizer",
     "check_writable",
+    "dedup",
+    "dedup_banding",
     "discover",
     "read_documents",
     "split",
@@ -104,3 +106,30 @@ def tokenize(
     invalid_utf8: str = "replace",
     progress: Progress | None = None,
 ) -> str: ...
+def dedup_banding(
+    threshold: float = 0.8, num_perm: int = 128, verify: bool = True
+) -> tuple[int, int, float]: ...
+def dedup(
+    inputs: Sequence[str],
+    out_dir: str | None = None,
+    *,
+    mode: str = "near",
+    threshold: float = 0.8,
+    ngram: int = 5,
+    num_perm: int = 128,
+    bands: tuple[int, int] | None = None,
+    verify: bool = True,
+    nfc: bool = True,
+    whitespace: bool = True,
+    lowercase: bool = False,
+    seed: int = 1,
+    threads: int | None = None,
+    memory_mb: int = 512,
+    temp_dir: str | None = None,
+    format: str = "auto",
+    text_unit: str = "file",
+    jsonl_field: str = "text",
+    parquet_column: str = "text",
+    invalid_utf8: str = "replace",
+    progress: Progress | None = None,
+) -> dict[str, Any]: ...

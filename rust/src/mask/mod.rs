@@ -21,7 +21,8 @@
 //!   spent: draw a length `l` in words from a geometric distribution with parameter `p`
 //!   truncated to `1..=max_span`, draw an anchor token uniformly, move it to its word start,
 //!   and mask `l` words from there. A span never crosses a special token; the last span stops
-//!   at the budget (at a word end when word starts are given, so words are never cut).
+//!   at the budget, and a word that would overshoot it is masked whole with probability
+//!   (tokens left / word length), so words are never cut and the expected share is exact.
 //!
 //! Words: token `i` starts a word when `word_start[i] != 0`, or when it follows a non-candidate
 //! (a special) or is the first token; other tokens continue the previous word.
@@ -394,16 +395,20 @@ fn mask_spans<I: TokenId>(
                 w += 1;
             }
             let (s, e) = words[w];
-            for i in s as usize..e as usize {
-                if masked >= budget && word_start.is_none() {
-                    break;
-                }
-                if labels[i] == IGNORE {
-                    let u = rng.next_u32();
-                    plan.apply(rng, ids, labels, i, u);
-                    masked += 1;
-                }
+            if labels[s as usize] != IGNORE {
+                continue; // a word is masked whole or not at all: already done
             }
+            let wl = (e - s) as usize;
+            // A word that overshoots the budget is taken whole with probability (tokens left /
+            // its length): words are never cut and the expected masked share stays exact.
+            if masked + wl > budget && rng.below_usize(wl) >= budget - masked {
+                return masked;
+            }
+            for i in s as usize..e as usize {
+                let u = rng.next_u32();
+                plan.apply(rng, ids, labels, i, u);
+            }
+            masked += wl;
             if masked >= budget {
                 break;
             }

@@ -7,13 +7,18 @@
 
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
+from dataprep.mask import build_sequences, encode_with_word_starts, mask_batch, split_sentences
 
 __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "build_sequences",
+    "encode_with_word_starts",
+    "mask_batch",
     "read_documents",
     "split",
+    "split_sentences",
     "tiktoken_encoding",
     "tiktoken_paths",
     "train_bpe",

@@ -4,6 +4,7 @@
 //! cancels from its main thread while the job runs on another.
 
 mod corpus;
+mod mask;
 mod tokenizer;
 
 use std::path::PathBuf;
@@ -66,5 +67,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_writable, m)?)?;
     corpus::register(m)?;
     tokenizer::register(m)?;
+    mask::register(m)?;
     Ok(())
 }

@@ -17,7 +17,7 @@
 //!   capped by `max_predictions`.
 //! - `WholeWord`: each word independently with `probability`, and then all its tokens (HF
 //!   `whole_word_mask=True` semantics). Without word starts every token is a word.
-//! - `Span`: SpanBERT. Until the budget (stochastically rounded `probability * candidates`) is
+//! - `Span`: `SpanBERT`. Until the budget (stochastically rounded `probability * candidates`) is
 //!   spent: draw a length `l` in words from a geometric distribution with parameter `p`
 //!   truncated to `1..=max_span`, draw an anchor token uniformly, move it to its word start,
 //!   and mask `l` words from there. A span never crosses a special token; the last span stops
@@ -35,7 +35,7 @@ use rng::{threshold, Rng};
 
 use crate::error::{Error, Result};
 
-/// Label of a position the loss ignores (PyTorch `CrossEntropyLoss` default `ignore_index`).
+/// Label of a position the loss ignores (the default `ignore_index` of `torch.nn.CrossEntropyLoss`).
 pub const IGNORE: i64 = -100;
 
 /// How positions are chosen for masking; see the module docs.
@@ -44,8 +44,11 @@ pub enum Strategy {
     Bernoulli,
     FixedCount,
     WholeWord,
-    /// Span lengths in words, `P(l) ∝ p (1-p)^(l-1)` on `1..=max_span` (SpanBERT: p=0.2, max 10).
-    Span { p_geometric: f64, max_span: u32 },
+    /// Span lengths in words, `P(l) ∝ p (1-p)^(l-1)` on `1..=max_span` (`SpanBERT`: p=0.2, max 10).
+    Span {
+        p_geometric: f64,
+        max_span: u32,
+    },
 }
 
 /// A token id type masking can work on in place (the numpy dtypes we accept).
@@ -57,6 +60,8 @@ pub trait TokenId: Copy + Send + Sync + 'static {
 
 macro_rules! token_id {
     ($($t:ty),*) => {$(
+        // `as`: one macro for all widths; ids are checked at the Python boundary.
+        #[allow(clippy::cast_lossless)]
         impl TokenId for $t {
             #[inline]
             fn to_u32(self) -> u32 { self as u32 }
@@ -177,12 +182,15 @@ impl MaskConfig {
                 self.mask_prob, self.random_prob
             )));
         }
-        if self.random_prob > 0.0 && self.special_ids.iter().filter(|&&i| i < self.vocab_size).count() as u64 >= u64::from(self.vocab_size) {
+        if self.random_prob > 0.0 && self.special_ids.iter().filter(|&&i| i < self.vocab_size).count() as u64 >= u64::from(self.vocab_size)
+        {
             return Err(Error::Config("random replacement needs a vocabulary with non-special ids".into()));
         }
         if let Strategy::Span { p_geometric, max_span } = self.strategy {
             if !(p_geometric > 0.0 && p_geometric <= 1.0) || max_span == 0 {
-                return Err(Error::Config(format!("span masking needs 0 < p <= 1 and max_span >= 1 (got p={p_geometric}, max_span={max_span})")));
+                return Err(Error::Config(format!(
+                    "span masking needs 0 < p <= 1 and max_span >= 1 (got p={p_geometric}, max_span={max_span})"
+                )));
             }
         }
         Ok(())
@@ -260,6 +268,8 @@ fn stochastic_round(x: f64, rng: &mut Rng) -> usize {
 /// masked positions and [`IGNORE`] elsewhere. `special` is empty or as long as `ids`, nonzero
 /// meaning "never mask"; `word_start` likewise (see the module docs for words). The draws depend
 /// only on `(seed, epoch, index)`, the config and the row. `cfg` must be validated.
+// The signature mirrors the data: one row, its key and its optional masks; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn mask_sequence<I: TokenId>(
     cfg: &MaskConfig,
     seed: u64,
@@ -338,6 +348,7 @@ pub fn mask_sequence<I: TokenId>(
     }
 }
 
+#[allow(clippy::many_single_char_names)]
 fn mask_spans<I: TokenId>(
     plan: &Plan<'_>,
     rng: &mut Rng,
@@ -420,8 +431,9 @@ fn mask_spans<I: TokenId>(
 /// Masks a `(rows, seq_len)` batch in place, row `r` keyed by `sample_index[r]`; returns the
 /// number of masked tokens. `special` and `word_start` are empty or `(rows, seq_len)`.
 ///
-/// Rows are split across `threads` scoped threads (no global pool: this runs inside DataLoader
+/// Rows are split across `threads` scoped threads (no global pool: this runs inside `DataLoader`
 /// workers, which fork); the result is the same for any thread count.
+#[allow(clippy::too_many_arguments)]
 pub fn mask_batch<I: TokenId>(
     cfg: &MaskConfig,
     seed: u64,

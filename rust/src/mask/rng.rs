@@ -1,11 +1,11 @@
 //! A small counter-keyed random stream for masking and sequence building.
 //!
 //! Invariant: a stream is a pure function of its key (for masking: `(seed, epoch, sample index)`),
-//! so the mask of a sample never depends on batch composition, thread, DataLoader worker, rank or
+//! so the mask of a sample never depends on batch composition, thread, `DataLoader` worker, rank or
 //! resume point. The key is folded with the splitmix64 finalizer; the stream is wyrand (one add and
 //! one 64x64->128 multiply per draw), which passes BigCrush/PractRand and costs about a nanosecond.
 //!
-//! NOTE: we do not use `rand`/`rand_chacha`: a ChaCha block per sample is ~10x the cost of the
+//! NOTE: we do not use `rand`/`rand_chacha`: a `ChaCha` block per sample is ~10x the cost of the
 //! whole masking of a short row, and we need neither cryptographic quality nor seekable streams.
 
 /// The wyrand stream. Not `Clone` on purpose: two copies would silently repeat draws.
@@ -84,11 +84,12 @@ mod tests {
 
     #[test]
     fn same_key_same_stream_and_keys_differ() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = Rng::for_sample(1, 2, 3);
-            move |_| r.next_u64()
-        })
-        .collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = Rng::for_sample(1, 2, 3);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::for_sample(1, 2, 3);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
         assert_ne!(Rng::for_sample(1, 2, 3).next_u64(), Rng::for_sample(1, 3, 2).next_u64());
@@ -103,7 +104,7 @@ mod tests {
             counts[r.below(10) as usize] += 1;
         }
         for c in counts {
-            assert!((c as f64 - 100_000.0).abs() < 1_500.0, "{counts:?}");
+            assert!((f64::from(c) - 100_000.0).abs() < 1_500.0, "{counts:?}");
         }
     }
 }

@@ -85,18 +85,14 @@ pub fn split_sentences(text: &str) -> Vec<Range<usize>> {
             cuts.push(end);
             continue;
         }
-        match next {
-            None => {}
-            Some(n) if n.is_whitespace() => {
-                if only_period && c == '.' && end == i + 1 {
-                    let after = rest.trim_start_matches([' ', '\t']).chars().next();
-                    if abbreviation_before(&text[..i]) || after.is_some_and(char::is_lowercase) {
-                        continue;
-                    }
+        if next.is_some_and(char::is_whitespace) {
+            if only_period && c == '.' && end == i + 1 {
+                let after = rest.trim_start_matches([' ', '\t']).chars().next();
+                if abbreviation_before(&text[..i]) || after.is_some_and(char::is_lowercase) {
+                    continue;
                 }
-                cuts.push(end);
             }
-            Some(_) => {}
+            cuts.push(end);
         }
     }
     let mut out: Vec<Range<usize>> = Vec::new();

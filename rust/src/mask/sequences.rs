@@ -2,7 +2,7 @@
 //! padded to `seq_len`, with token types, a special-tokens mask, word starts and NSP labels.
 //!
 //! Two layouts ([`Layout`]):
-//! - `FullSentence` (RoBERTa FULL-SENTENCES): sentences packed in order, across documents, up to
+//! - `FullSentence` (`RoBERTa` FULL-SENTENCES): sentences packed in order, across documents, up to
 //!   `seq_len - 2` tokens; a `[SEP]` marks a document boundary inside a row (only when the next
 //!   sentence goes into the same row). A sentence longer than a row is cut into row-sized chunks.
 //!   Needs no randomness, so [`FullSentencePacker`] streams documents.
@@ -242,6 +242,7 @@ fn truncate_pair(a: &mut Vec<(u32, u8)>, b: &mut Vec<(u32, u8)>, max: usize, rng
 const NSP_DOMAIN: u64 = 0x4e53_5020_7061_6972; // "NSP pair"
 
 /// NSP rows of document `d` of `docs` (see the module docs), appended to `out`.
+#[allow(clippy::many_single_char_names)]
 pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: usize, seed: u64, out: &mut Rows) {
     let doc = &docs[d];
     let mut rng = Rng::keyed(&[seed, NSP_DOMAIN, d as u64]);
@@ -348,12 +349,12 @@ mod tests {
     const SEP: u32 = 2;
     const PAD: u32 = 0;
 
-    /// Token id = doc * 1_000_000 + sentence * 1000 + position: every token names its origin.
+    /// Token id = `doc * 1_000_000 + sentence * 1000 + position`: every token names its origin.
     fn corpus(n_docs: usize, seed: u64) -> Vec<Document> {
         let mut r = Rng::keyed(&[seed]);
         (0..n_docs)
             .map(|d| {
-                (0..1 + r.below(12) as usize)
+                (0..=r.below(12) as usize)
                     .map(|s| {
                         let n = 1 + r.below(40) as usize;
                         let ids = (0..n).map(|k| (d * 1_000_000 + s * 1000 + k + 10) as u32).collect();

@@ -47,6 +47,8 @@ fn mask_typed<'py, T: TokenId + Element>(
 }
 
 /// Masks a `(B, T)` batch of ids; returns `(input_ids, labels)`. See `dataprep.mask.mask_batch`.
+// By value: PyO3 extracts arguments as owned read-only borrows of the numpy arrays (no copy).
+#[allow(clippy::needless_pass_by_value)]
 #[pyfunction]
 #[pyo3(signature = (input_ids, sample_index, *, epoch, seed, mask_id, vocab_size, special_tokens_mask=None, word_start=None,
     special_ids=vec![], probability=0.15, mask_prob=0.8, random_prob=0.1, strategy="bernoulli", span_p=0.2, max_span=10,
@@ -111,14 +113,12 @@ fn mask_batch<'py>(
     }
 }
 
+type IdsAndStarts<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u8>>);
+
 /// `(ids, word_start)` of `text`: `word_start[i]` is 1 when token `i` begins a word (the first
 /// token of a pre-tokenizer piece holding a letter or digit).
 #[pyfunction]
-fn encode_with_word_starts<'py>(
-    py: Python<'py>,
-    tokenizer: &Bound<'py, PyTokenizer>,
-    text: &str,
-) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u8>>)> {
+fn encode_with_word_starts<'py>(py: Python<'py>, tokenizer: &Bound<'py, PyTokenizer>, text: &str) -> PyResult<IdsAndStarts<'py>> {
     let tok = &tokenizer.get().0;
     let (ids, ws) = run_detached(py, || {
         let (mut ids, mut ws) = (Vec::new(), Vec::new());

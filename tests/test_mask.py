@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dataprep import build_sequences, mask_batch, split_sentences
 
 PAD, CLS, SEP, UNK, MASK = 0, 1, 2, 3, 4
@@ -14,7 +13,7 @@ B, T = 2048, 512  # 1,048,576 tokens
 
 
 def make_batch(rows: int = B, seq: int = T, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`[CLS] A [SEP] B [SEP] [PAD]..` rows of random ids; words of 1-3 pieces. Returns (ids, ws)."""
+    """`[CLS] A [SEP] B [SEP] [PAD]..` rows of random ids and word starts: `(ids, ws)`."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(len(SPECIALS), VOCAB, size=(rows, seq), dtype=np.int64)  # (B, T)
     ws = (rng.random((rows, seq)) < 0.5).astype(np.uint8)  # ~2 pieces per word on average
@@ -86,7 +85,7 @@ def test_whole_word_masks_every_piece_of_a_chosen_word(batch):
     _, labels = run(ids, ws, strategy="whole_word", probability=0.2)
     masked = labels != -100
     special = np.isin(ids, SPECIALS)
-    # A piece continues a word when it is not a start and neither it nor the piece before is special.
+    # A piece continues a word: not a start, and neither it nor the piece before is special.
     cont = (ws[:, 1:] == 0) & ~special[:, 1:] & ~special[:, :-1]
     assert (masked[:, 1:][cont] == masked[:, :-1][cont]).all()
     # Words, not pieces, are drawn: a masked word of k pieces masks k tokens.
@@ -145,7 +144,9 @@ def test_mask_depends_only_on_seed_epoch_and_index(batch):
         out, labels = mask_batch(ids, index, word_start=ws, strategy=strategy, **kw)
         # Another batch composition: reversed order, different batch size, several threads.
         perm = np.arange(255, -1, -1)
-        o2, l2 = mask_batch(ids[perm], index[perm], word_start=ws[perm], strategy=strategy, threads=4, **kw)
+        o2, l2 = mask_batch(
+            ids[perm], index[perm], word_start=ws[perm], strategy=strategy, threads=4, **kw
+        )
         assert (o2 == out[perm]).all() and (l2 == labels[perm]).all()
         o3, _ = mask_batch(ids[17:18], index[17:18], word_start=ws[17:18], strategy=strategy, **kw)
         assert (o3[0] == out[17]).all()
@@ -178,13 +179,15 @@ def test_input_is_not_modified_and_errors_are_clear():
 
 
 def test_matches_hf_collator_semantics_in_distribution(batch):
-    """Same shares as HF `DataCollatorForLanguageModeling` on the same batch (not the same draws)."""
+    """Same shares as HF `DataCollatorForLanguageModeling` on the same batch (not same draws)."""
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
     vocab = {t: i for i, t in enumerate(["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"])}
     vocab.update({f"w{i}": i for i in range(len(vocab), VOCAB)})
     tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]")),
+        tokenizer_object=tokenizers.Tokenizer(
+            tokenizers.models.WordLevel(vocab, unk_token="[UNK]")
+        ),
         pad_token="[PAD]",
         cls_token="[CLS]",
         sep_token="[SEP]",
@@ -269,14 +272,14 @@ def test_masking_a_built_batch_never_touches_its_specials():
 
 
 def test_split_sentences():
-    text = 'He said "Hi." Then he left! Dr. Who? 3.5 pts.\n今天下雨。明天晴！ यह है। ठीक।'
+    text = 'He said "Hi." Then he left! Dr. Who? 3.5 pts.\n今天下雨。明天晴！ यह है। ठीक।'  # noqa: RUF001
     assert split_sentences(text) == [
         'He said "Hi."',
         " Then he left!",
         " Dr. Who?",
         " 3.5 pts.",
         "\n今天下雨。",
-        "明天晴！",
+        "明天晴！",  # noqa: RUF001
         " यह है।",
         " ठीक।",
     ]

@@ -41,6 +41,7 @@ lint: install  ## rustfmt, clippy, ruff, mypy stubtest
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
 	$(BIN)/pip install -q rustbpe==0.1.0 psutil
 	$(BIN)/python bench/bench_train_bpe.py
+	$(BIN)/python bench/bench_mask.py
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)

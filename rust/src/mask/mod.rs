@@ -447,6 +447,10 @@ pub fn mask_batch<I: TokenId>(
     threads: usize,
 ) -> Result<u64> {
     cfg.validate()?;
+    let fits = |id: u32| I::from_u32(id).to_u32() == id;
+    if !fits(cfg.mask_id) || (cfg.random_prob > 0.0 && !fits(cfg.vocab_size.saturating_sub(1))) {
+        return Err(Error::Config("the mask id or the vocabulary does not fit the id type".into()));
+    }
     let rows = sample_index.len();
     if ids.len() != rows * seq_len || labels.len() != ids.len() {
         return Err(Error::Config(format!("ids hold {} tokens, expected {rows} rows x {seq_len}", ids.len())));

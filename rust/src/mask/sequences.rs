@@ -22,6 +22,7 @@
 //! do not depend on how documents are split across workers.
 
 use super::rng::Rng;
+use super::MaskConfig;
 use crate::error::{Error, Result};
 
 /// A tokenized sentence: ids and, per id, whether it starts a word.
@@ -316,6 +317,19 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
     }
 }
 
+/// Masks built rows: row `r` is sample `first_index + r`, its specials and word starts are the
+/// rows' own. Returns `(masked input ids, labels)`, both `(rows, seq_len)`.
+///
+/// Static masking (`--static-masking --dupe-factor K`) is this call with `epoch = 0..K`: each
+/// duplicate gets its own mask, and a shard can be rebuilt bit for bit from the same seed.
+pub fn mask_rows(cfg: &MaskConfig, seed: u64, epoch: u64, first_index: u64, rows: &Rows, threads: usize) -> Result<(Vec<u32>, Vec<i64>)> {
+    let index: Vec<u64> = (first_index..first_index + rows.len() as u64).collect();
+    let mut ids = rows.input_ids.clone();
+    let mut labels = vec![0i64; ids.len()];
+    super::mask_batch(cfg, seed, epoch, &index, &mut ids, &mut labels, &rows.special_tokens_mask, &rows.word_start, rows.seq_len, threads)?;
+    Ok((ids, labels))
+}
+
 /// Builds all rows of `docs` in the configured layout.
 pub fn build_sequences(cfg: &SequenceConfig, docs: &[Document], seed: u64) -> Result<Rows> {
     cfg.validate()?;
@@ -431,6 +445,21 @@ mod tests {
         }
         let share = f64::from(random) / f64::from(random + is_next);
         assert!((share - 0.5).abs() < 0.03, "random share {share} of {}", random + is_next);
+    }
+
+    #[test]
+    fn static_masking_of_rows_never_touches_specials_and_differs_by_epoch() {
+        let docs = corpus(40, 4);
+        let rows = build_sequences(&SequenceConfig::new(64, CLS, SEP, PAD).layout(Layout::NspPairs), &docs, 0).unwrap();
+        let cfg = MaskConfig::new(3, 50_000_000).strategy(super::super::Strategy::WholeWord);
+        let (a, la) = mask_rows(&cfg, 1, 0, 0, &rows, 1).unwrap();
+        let (b, _) = mask_rows(&cfg, 1, 1, 0, &rows, 2).unwrap();
+        assert_ne!(a, b);
+        for k in 0..a.len() {
+            if rows.special_tokens_mask[k] == 1 {
+                assert_eq!((a[k], la[k]), (rows.input_ids[k], super::super::IGNORE));
+            }
+        }
     }
 
     #[test]

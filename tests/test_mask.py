@@ -174,6 +174,8 @@ def test_input_is_not_modified_and_errors_are_clear():
         run(ids, probability=1.5)
     with pytest.raises(ValueError, match="unknown masking strategy"):
         run(ids, strategy="nope")
+    with pytest.raises(ValueError, match="needs word_start"):
+        run(ids, strategy="whole_word")
     with pytest.raises(ValueError, match="sample_index"):
         mask_batch(ids, [0], mask_token_id=MASK, vocab_size=VOCAB)
 

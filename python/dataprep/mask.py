@@ -64,7 +64,8 @@ def mask_batch(
         seed: Run seed.
         special_tokens_mask: `(B, T)` bool/0-1; nonzero positions are never masked.
         word_start: `(B, T)` bool/0-1; nonzero where a token begins a word (from
-            `encode_with_word_starts` or `build_sequences`). Used by `whole_word` and `span`.
+            `encode_with_word_starts` or `build_sequences`). Needed by `whole_word`; `span`
+            without it draws spans of tokens.
         special_ids: Ids never masked (`[CLS]`, `[SEP]`, `[PAD]`, ...), in addition to
             `special_tokens_mask`; also never drawn as random replacements.
         probability: Share of (non-special) tokens to mask.
@@ -108,6 +109,9 @@ def mask_batch(
     index = np.ascontiguousarray(np.asarray(sample_index, dtype=np.uint64).reshape(-1))
     if index.shape[0] != ids.shape[0]:
         raise ValueError(f"sample_index has {index.shape[0]} entries for {ids.shape[0]} rows")
+    if strategy == "whole_word" and word_start is None:
+        # Without word starts every token would be its own word: plain Bernoulli, surely a mistake.
+        raise ValueError("strategy 'whole_word' needs word_start (see encode_with_word_starts)")
     return _core.mask_batch(
         ids,
         index,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dataprep import build_sequences, mask_batch, split_sentences
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PAD, CLS, SEP, UNK, MASK = 0, 1, 2, 3, 4
 SPECIALS = [PAD, CLS, SEP, UNK, MASK]
@@ -286,3 +288,17 @@ def test_split_sentences():
         " ठीक।",
     ]
     assert "".join(split_sentences(text)) == text
+
+
+PIECES = [*"ab A.!?\u2026\n\t \"')\u3002\uff01\uff1f\u300d\u0964", "Mr.", "e.g.", "J. "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
+def test_split_sentences_round_trips(text):
+    sents = split_sentences(text)
+    if not text.strip():
+        assert sents == []
+    else:
+        assert "".join(sents) == text
+        assert all(s.strip() for s in sents)

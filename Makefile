@@ -50,6 +50,7 @@ bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see 
 	$(BIN)/python bench/bench_encode.py --runs 3
 	$(BIN)/python bench/bench_tokenize.py
 	$(BIN)/python bench/bench_dedup.py
+	$(BIN)/python bench/bench_mask.py
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)

@@ -9,18 +9,23 @@ from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, s
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
 from dataprep.dedup import dedup
 from dataprep.inspect import input_ids, inspect_shards, open_shard
+from dataprep.mask import build_sequences, encode_with_word_starts, mask_batch, split_sentences
 from dataprep.tokenize import tokenize
 
 __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "build_sequences",
     "dedup",
+    "encode_with_word_starts",
     "input_ids",
     "inspect_shards",
+    "mask_batch",
     "open_shard",
     "read_documents",
     "split",
+    "split_sentences",
     "tiktoken_encoding",
     "tiktoken_paths",
     "tokenize",

@@ -5,6 +5,7 @@
 
 mod corpus;
 mod dedup;
+mod mask;
 mod tokenize;
 mod tokenizer;
 
@@ -75,5 +76,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tokenizer::register(m)?;
     tokenize::register(m)?;
     dedup::register(m)?;
+    mask::register(m)?;
     Ok(())
 }

@@ -61,7 +61,8 @@ pub struct DedupConfig {
     pub normalization: Normalization,
     /// Words per shingle (near mode).
     pub ngram: usize,
-    /// MinHash permutations (signature length).
+    /// MinHash permutations available to the banding; only the `bands * rows` it uses are
+    /// computed.
     pub num_perm: usize,
     /// Jaccard similarity at and above which two documents are near duplicates.
     pub threshold: f64,

@@ -24,8 +24,8 @@ Scores, for each system, from the documents missing from its output:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import random
 import re
 import shutil
@@ -111,7 +111,9 @@ def build(args: argparse.Namespace, work: Path) -> tuple[Path, list[dict], list[
             text = f"{head}\n{edit(src, p, rng, vocab)}\n{foot}"
         cid = f"copy-{k}"
         planted.append({"id": cid, "title": corpus[i]["title"], "text": text})
-        pairs.append({"copy": cid, "original": corpus[i]["id"], "edit_rate": p, "exact": k % 5 == 0})
+        pairs.append(
+            {"copy": cid, "original": corpus[i]["id"], "edit_rate": p, "exact": k % 5 == 0}
+        )
     alldocs = corpus + planted
     rng.shuffle(alldocs)
     data = work / "corpus"
@@ -147,10 +149,8 @@ class Monitor:
                 procs = [self.proc, *self.proc.children(recursive=True)]
                 rss = 0
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
                 self.peak = max(self.peak, rss)
             except psutil.Error:
                 pass
@@ -212,7 +212,8 @@ def run(pipeline, n, name, workers):
     LocalPipelineExecutor(pipeline=pipeline, tasks=n, workers=workers,
                           logging_dir=f"{work}/logs/{name}").run()
 if __name__ == "__main__":
-    run([JsonlReader(data), MinhashDedupSignature(f"{work}/sigs", config=cfg)], tasks, "sigs", tasks)
+    run([JsonlReader(data), MinhashDedupSignature(f"{work}/sigs", config=cfg)],
+        tasks, "sigs", tasks)
     run([MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=cfg)],
         cfg.num_buckets, "buckets", tasks)
     run([MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=cfg)], 1, "cluster", 1)
@@ -276,7 +277,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared/corpora/enwiki/AA")
     ap.add_argument("--work", type=Path, default=HERE / "out/dedup")
-    ap.add_argument("--max-mb", type=float, default=40.0, help="MB of original text to read")
+    ap.add_argument("--max-mb", type=float, default=100.0, help="MB of original text to read")
     ap.add_argument("--originals", type=int, default=3000, help="planted pairs")
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
@@ -300,11 +301,13 @@ def main() -> None:
     runs = {}
     secs, peak, out = run_dataprep(data, args.work, args.threads)
     runs["dataprep"] = (secs, peak, all_ids - kept_ids(out))
-    print(f"dataprep: {secs:.1f} s, {text_bytes / 1e6 / secs:.1f} MB/s, peak {peak / 2**20:.0f} MiB", flush=True)
+    mbs = text_bytes / 1e6 / secs
+    print(f"dataprep: {secs:.1f} s, {mbs:.1f} MB/s, peak {peak / 2**20:.0f} MiB", flush=True)
     if not args.skip_datatrove:
         secs, peak, out = run_datatrove(data, args.work, args.threads)
         runs["datatrove"] = (secs, peak, all_ids - kept_ids(out))
-        print(f"datatrove: {secs:.1f} s, {text_bytes / 1e6 / secs:.1f} MB/s, peak {peak / 2**20:.0f} MiB", flush=True)
+        mbs = text_bytes / 1e6 / secs
+        print(f"datatrove: {secs:.1f} s, {mbs:.1f} MB/s, peak {peak / 2**20:.0f} MiB", flush=True)
 
     best = best_partners(alldocs, set().union(*(r[2] for r in runs.values())))
     results = {
@@ -324,11 +327,15 @@ def main() -> None:
     (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     print()
-    print("| system | wall s | MB/s | peak RSS MiB | removed | recall J>=0.8 | removed, best < 0.7 | removed, best < 0.8 |")
+    print(
+        "| system | wall s | MB/s | peak RSS MiB | removed | recall J>=0.8 "
+        "| removed, best < 0.7 | removed, best < 0.8 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results["systems"]:
         print(
-            f"| {r['system']} | {r['seconds']:.1f} | {r['mb_per_s']:.2f} | {r['peak_rss_mib']:.0f} | "
+            f"| {r['system']} | {r['seconds']:.1f} | {r['mb_per_s']:.2f} | "
+            f"{r['peak_rss_mib']:.0f} | "
             f"{r['removed']:,} | {r['recall_ge_0.8']:.4f} | {r['removed_best_below_0.7']} | "
             f"{r['removed_best_below_0.8']} |"
         )

@@ -22,6 +22,7 @@ pub fn collision_probability(s: f64, bands: usize, rows: usize) -> f64 {
     1.0 - (1.0 - s.powi(rows as i32)).powi(bands as i32)
 }
 
+#[allow(clippy::many_single_char_names)] // the textbook names of Simpson's rule
 fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
     // Simpson's rule; the integrands are smooth polynomials on [0, 1].
     const N: usize = 200;

@@ -137,6 +137,8 @@ impl MinHasher {
 
 /// `sig[i] = min over x of (a[i] * x + b[i]) >> 32`. Pure integer arithmetic: every variant
 /// below gives bit-identical signatures, so results do not depend on the CPU.
+// Always inlined so that each `target_feature` wrapper below gets its own vectorized copy.
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn minhash_kernel(a: &[u64], b: &[u64], shingles: &[u64], sig: &mut [u32]) {
     let n = sig.len().min(a.len()).min(b.len());

@@ -23,6 +23,9 @@
 //!   what the candidates need (pairs, and their shingle sets while verifying); nothing per
 //!   document is kept in memory for the whole corpus.
 
+// "MinHash", "WikiExtractor", "XXH3" are names, not code.
+#![allow(clippy::doc_markdown)]
+
 pub mod bands;
 pub mod minhash;
 pub mod normalize;
@@ -58,7 +61,8 @@ pub struct DedupConfig {
     pub normalization: Normalization,
     /// Words per shingle (near mode).
     pub ngram: usize,
-    /// MinHash permutations (signature length).
+    /// MinHash permutations available to the banding; only the `bands * rows` it uses are
+    /// computed.
     pub num_perm: usize,
     /// Jaccard similarity at and above which two documents are near duplicates.
     pub threshold: f64,
@@ -509,8 +513,12 @@ pub fn find_duplicates(
     Ok(DedupResult { removed, clusters, stats })
 }
 
+/// Sorted shingle sets by document index.
+type ShingleSets = Vec<(u64, Vec<u64>)>;
+
 /// Re-reads the corpus for the shingle sets of the documents in `pairs` and keeps the pairs at or
 /// above the threshold, with their Jaccard.
+#[allow(clippy::too_many_arguments)] // internal; the arguments are the stage's whole context
 fn verify(
     files: &[InputFile],
     corpus: &CorpusConfig,
@@ -532,7 +540,7 @@ fn verify(
     let firsts: Vec<u64> = file_documents.iter().scan(0u64, |acc, &k| Some(std::mem::replace(acc, *acc + k))).collect();
     progress.phase("rereading", files.iter().map(|f| f.size).sum());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let states: Vec<Result<Vec<(u64, Vec<u64>)>>> = std::thread::scope(|s| {
+    let states: Vec<Result<ShingleSets>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..cfg.threads.clamp(1, files.len().max(1)))
             .map(|_| {
                 s.spawn(|| {
@@ -551,7 +559,7 @@ fn verify(
                         let mut seen = 0u64;
                         crate::corpus::read_file(&files[no], no as u32, first, corpus, |doc| {
                             seen += 1;
-                            if seen % 1024 == 0 {
+                            if seen.is_multiple_of(1024) {
                                 progress.check()?;
                             }
                             if wanted.contains(doc.index) {
@@ -570,7 +578,7 @@ fn verify(
         workers.into_iter().map(|w| w.join().expect("verify reader panicked")).collect()
     });
     let states = states.into_iter().collect::<Result<Vec<_>>>()?;
-    let mut sets: Vec<(u64, Vec<u64>)> = states.into_iter().flatten().collect();
+    let mut sets: ShingleSets = states.into_iter().flatten().collect();
     sets.sort_unstable_by_key(|s| s.0);
     let get = |d: u64| -> &[u64] { sets.binary_search_by_key(&d, |s| s.0).map_or(&[][..], |i| &sets[i].1) };
 
@@ -616,7 +624,7 @@ fn cluster(mut edges: Vec<(u64, u64, Option<f64>)>) -> Vec<Cluster> {
         uf.union(pos(e.0), pos(e.1));
     }
     // Decide in input order: each node looks at its edges to earlier nodes.
-    edges.sort_unstable_by(|x, y| (x.1, x.0).cmp(&(y.1, y.0)));
+    edges.sort_unstable_by_key(|e| (e.1, e.0));
     let mut kept = vec![false; nodes.len()];
     let mut members: Vec<Member> = Vec::with_capacity(nodes.len());
     let mut e = 0;

@@ -132,6 +132,9 @@ fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
     result
 }
 
+/// One written file: its path, kept documents and the report metadata it collected.
+type FileResult = Result<(PathBuf, u64, HashMap<u64, Meta>)>;
+
 struct Ctx<'a> {
     removed: &'a [u64],
     members: &'a [u64],
@@ -178,7 +181,7 @@ pub fn write_output(
     let firsts: Vec<u64> = counts.iter().scan(0u64, |acc, &n| Some(std::mem::replace(acc, *acc + n))).collect();
     progress.phase("writing", files.iter().map(|f| f.size).sum());
     let next_file = std::sync::atomic::AtomicUsize::new(0);
-    let one_file = |no: usize| -> Result<(PathBuf, u64, HashMap<u64, Meta>)> {
+    let one_file = |no: usize| -> FileResult {
         progress.check()?;
         let file = &files[no];
         let format = resolved_format(&file.path, corpus);
@@ -202,7 +205,7 @@ pub fn write_output(
         progress.add(file.size);
         Ok((dest, ctx.kept, ctx.meta))
     };
-    let mut done: Vec<(usize, Result<(PathBuf, u64, HashMap<u64, Meta>)>)> = std::thread::scope(|s| {
+    let mut done: Vec<(usize, FileResult)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
             .map(|_| {
                 s.spawn(|| {
@@ -423,7 +426,7 @@ mod tests {
         fs::write(inp.join("a.jsonl"), &jsonl).unwrap();
         fs::write(inp.join("sub/b.txt"), "gamma\n\nalpha beta\n\ndelta").unwrap();
         let corpus = CorpusConfig { text_unit: corpus::TextUnit::Paragraph, ..CorpusConfig::default() };
-        let files = corpus::discover(&[inp.clone()]).unwrap();
+        let files = corpus::discover(std::slice::from_ref(&inp)).unwrap();
         let cfg = DedupConfig::new(Mode::Exact).temp_dir(Some(dir.path().to_path_buf()));
         let r = find_duplicates(&files, &corpus, &cfg, &Progress::new()).unwrap();
         // docs: 0 alpha beta, 1 bad, 2 alpha  beta, 3 gamma | 4 gamma, 5 alpha beta, 6 delta
@@ -447,6 +450,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn parquet_keeps_every_column() {
         use arrow_array::{Int64Array, RecordBatch};
         let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,8 @@ fn dedup_banding(threshold: f64, num_perm: usize, verify: bool) -> (usize, usize
     verify=true, nfc=true, whitespace=true, lowercase=false, seed=1, threads=None, memory_mb=512, temp_dir=None,
     format="auto", text_unit="file", jsonl_field="text", parquet_column="text", invalid_utf8="replace", progress=None))]
 #[pyo3(name = "dedup")]
+// The Python keyword arguments, owned as PyO3 extracts them.
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools, clippy::needless_pass_by_value)]
 fn dedup_py<'py>(
     py: Python<'py>,
     inputs: Vec<PathBuf>,

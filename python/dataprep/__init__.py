@@ -9,6 +9,7 @@ from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, s
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
 from dataprep.inspect import input_ids, inspect_shards, open_shard
 from dataprep.tokenize import tokenize
+from dataprep.mask import build_sequences, encode_with_word_starts, mask_batch, split_sentences
 
 __all__ = [
     "DataprepError",
@@ -17,8 +18,12 @@ __all__ = [
     "input_ids",
     "inspect_shards",
     "open_shard",
+    "build_sequences",
+    "encode_with_word_starts",
+    "mask_batch",
     "read_documents",
     "split",
+    "split_sentences",
     "tiktoken_encoding",
     "tiktoken_paths",
     "tokenize",

@@ -1,11 +1,12 @@
 //! dataprep's core: corpus readers, pre-tokenizers, byte-level BPE (training, encoding, file
-//! formats). Pure Rust; the Python bindings live in `py/` behind the `python` feature and are the
-//! only code that knows about Python.
+//! formats), MLM masking and sequence building. Pure Rust; the Python bindings live in `py/`
+//! behind the `python` feature and are the only code that knows about Python.
 
 pub mod bpe;
 pub mod corpus;
 pub mod error;
 pub mod fsutil;
+pub mod mask;
 pub mod pack;
 pub mod pipeline;
 pub mod pretokenize;

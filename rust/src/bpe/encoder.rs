@@ -52,6 +52,35 @@ impl Tokenizer {
         }
     }
 
+    /// Appends the ids of `text` to `ids` and, per id, a word-start flag to `word_start`: a token
+    /// starts a word when it is the first token of a pre-tokenizer piece that contains a Unicode
+    /// alphabetic or numeric character. Tokens of other pieces (punctuation, whitespace) continue
+    /// the word before them, so whole-word masking takes `hello,` as one word and never masks a
+    /// lone space. NOTE: the gpt2 pattern keeps a run of CJK characters in one piece, so there a
+    /// "word" is the whole run; segment such text before if word-level masking matters.
+    pub fn encode_with_word_starts(
+        &self,
+        text: &str,
+        cache: &mut EncodeCache,
+        ids: &mut Vec<u32>,
+        word_start: &mut Vec<u8>,
+    ) {
+        debug_assert_eq!(ids.len(), word_start.len());
+        let mut piece = |p: &str| {
+            let start = ids.len();
+            self.encode_piece(p.as_bytes(), cache, ids);
+            word_start.resize(ids.len(), 0);
+            if ids.len() > start && p.chars().any(char::is_alphanumeric) {
+                word_start[start] = 1;
+            }
+        };
+        if self.add_prefix_space && !text.is_empty() && !text.starts_with(' ') {
+            self.pre.split(&format!(" {text}"), &mut piece);
+        } else {
+            self.pre.split(text, &mut piece);
+        }
+    }
+
     /// Encodes many texts on `threads` threads; the result is in input order and does not depend
     /// on the thread count.
     pub fn encode_batch(&self, texts: &[&str], threads: usize) -> Vec<Vec<u32>> {
@@ -190,5 +219,31 @@ impl Tokenizer {
             out.push(sym[i]);
             i = next[i];
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pretokenize::Pattern;
+
+    #[test]
+    fn word_starts_mark_the_first_token_of_alphanumeric_pieces() {
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        tokens.push(b"lo".to_vec()); // 256
+        let tok = Tokenizer::new(Pattern::Gpt2, tokens, vec![], vec![(u32::from(b'l'), u32::from(b'o'), 256)]).unwrap();
+        let text = "hello, 42 worlds!  ok";
+        let (mut ids, mut ws) = (Vec::new(), Vec::new());
+        tok.encode_with_word_starts(text, &mut EncodeCache::new(), &mut ids, &mut ws);
+        assert_eq!(ids, tok.encode(text));
+        let starts: Vec<String> = ids
+            .iter()
+            .zip(&ws)
+            .map(|(&i, &w)| {
+                format!("{}{}", if w == 1 { "|" } else { "" }, String::from_utf8_lossy(tok.token_bytes(i).unwrap()))
+            })
+            .collect();
+        // pieces: "hello" "," " 42" " worlds" "!" " " " ok"
+        assert_eq!(starts.concat(), "|hello,| 42| worlds! | ok");
     }
 }

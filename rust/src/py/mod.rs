@@ -4,6 +4,7 @@
 //! cancels from its main thread while the job runs on another.
 
 mod corpus;
+mod mask;
 mod tokenize;
 mod tokenizer;
 
@@ -73,5 +74,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     corpus::register(m)?;
     tokenizer::register(m)?;
     tokenize::register(m)?;
+    mask::register(m)?;
     Ok(())
 }

@@ -130,6 +130,16 @@ impl Rows {
         self.length.len()
     }
 
+    /// Empties the rows, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.input_ids.clear();
+        self.token_type_ids.clear();
+        self.special_tokens_mask.clear();
+        self.word_start.clear();
+        self.nsp_label.clear();
+        self.length.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.length.is_empty()
     }
@@ -180,6 +190,20 @@ impl FullSentencePacker {
     pub fn new(cfg: SequenceConfig) -> Result<Self> {
         cfg.validate()?;
         Ok(Self { cfg, buf: Vec::new(), pending_sep: false })
+    }
+
+    /// A packer that continues from a saved [`FullSentencePacker::carry`].
+    pub fn with_carry(cfg: SequenceConfig, ids: &[u32], word_start: &[u8], pending_sep: bool) -> Result<Self> {
+        let mut p = Self::new(cfg)?;
+        p.buf = ids.iter().copied().zip(word_start.iter().copied()).collect();
+        p.pending_sep = pending_sep;
+        Ok(p)
+    }
+
+    /// The whole state a resumed run needs: tokens not yet in a row (ids, word starts with the
+    /// document-boundary mark), and whether a boundary `[SEP]` is due before the next sentence.
+    pub fn carry(&self) -> (Vec<u32>, Vec<u8>, bool) {
+        (self.buf.iter().map(|t| t.0).collect(), self.buf.iter().map(|t| t.1).collect(), self.pending_sep)
     }
 
     fn cap(&self) -> usize {
@@ -400,6 +424,27 @@ mod tests {
             }
         }
         assert_eq!(seen, docs.iter().flat_map(|d| d.iter().flat_map(|s| s.ids.clone())).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_sentence_carry_restores_the_same_rows() {
+        let docs = corpus(20, 4);
+        let cfg = SequenceConfig::new(48, CLS, SEP, PAD);
+        let all = build_sequences(&cfg, &docs, 0).unwrap();
+        let mut out = Rows::new(48);
+        let mut p = FullSentencePacker::new(cfg.clone()).unwrap();
+        for d in &docs[..7] {
+            p.push_document(d, &mut out);
+        }
+        let (ids, ws, sep) = p.carry();
+        let mut p = FullSentencePacker::with_carry(cfg, &ids, &ws, sep).unwrap();
+        for d in &docs[7..] {
+            p.push_document(d, &mut out);
+        }
+        p.finish(&mut out);
+        assert_eq!(out.input_ids, all.input_ids);
+        assert_eq!(out.word_start, all.word_start);
+        assert_eq!(out.special_tokens_mask, all.special_tokens_mask);
     }
 
     #[test]

@@ -46,6 +46,21 @@ fn mask_typed<'py, T: TokenId + Element>(
     Ok((out.into_any(), labels.into_any()))
 }
 
+/// A masking strategy by name (`bernoulli`, `fixed`, `whole_word`, `span`).
+pub(super) fn parse_strategy(name: &str, span_p: f64, max_span: u32) -> PyResult<Strategy> {
+    Ok(match name {
+        "bernoulli" => Strategy::Bernoulli,
+        "fixed" => Strategy::FixedCount,
+        "whole_word" => Strategy::WholeWord,
+        "span" => Strategy::Span { p_geometric: span_p, max_span },
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "unknown masking strategy {o:?} (bernoulli, fixed, whole_word, span)"
+            )))
+        }
+    })
+}
+
 /// Masks a `(B, T)` batch of ids; returns `(input_ids, labels)`. See `dataprep.mask.mask_batch`.
 #[pyfunction]
 #[pyo3(signature = (input_ids, sample_index, *, epoch, seed, mask_id, vocab_size, special_tokens_mask=None, word_start=None,
@@ -72,17 +87,7 @@ fn mask_batch<'py>(
     max_predictions: Option<usize>,
     threads: usize,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let strategy = match strategy {
-        "bernoulli" => Strategy::Bernoulli,
-        "fixed" => Strategy::FixedCount,
-        "whole_word" => Strategy::WholeWord,
-        "span" => Strategy::Span { p_geometric: span_p, max_span },
-        o => {
-            return Err(PyValueError::new_err(format!(
-                "unknown masking strategy {o:?} (bernoulli, fixed, whole_word, span)"
-            )))
-        }
-    };
+    let strategy = parse_strategy(strategy, span_p, max_span)?;
     let cfg = MaskConfig::new(mask_id, vocab_size)
         .probability(probability)
         .replacement(mask_prob, random_prob)

@@ -34,7 +34,9 @@ def hf_collator(vocab_size: int):
     vocab = {t: i for i, t in enumerate(["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"])}
     vocab.update({f"w{i}": i for i in range(len(vocab), vocab_size)})
     tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]")),
+        tokenizer_object=tokenizers.Tokenizer(
+            tokenizers.models.WordLevel(vocab, unk_token="[UNK]")
+        ),
         pad_token="[PAD]",
         cls_token="[CLS]",
         sep_token="[SEP]",
@@ -93,18 +95,34 @@ def main() -> None:
             threads=threads,
         )
 
-    rows = [("HF DataCollatorForLanguageModeling.numpy_mask_tokens", timeit(
-        lambda: coll.numpy_mask_tokens(ids.copy(), special_tokens_mask=stm), args.repeats))]
+    rows = [
+        (
+            "HF DataCollatorForLanguageModeling.numpy_mask_tokens",
+            timeit(
+                lambda: coll.numpy_mask_tokens(ids.copy(), special_tokens_mask=stm), args.repeats
+            ),
+        )
+    ]
     rows.append(("dataprep mask_batch bernoulli, 1 thread", timeit(lambda: ours(), args.repeats)))
     if args.threads > 1:
-        rows.append((f"dataprep mask_batch bernoulli, {args.threads} threads",
-                     timeit(lambda: ours(threads=args.threads), args.repeats)))
+        rows.append(
+            (
+                f"dataprep mask_batch bernoulli, {args.threads} threads",
+                timeit(lambda: ours(threads=args.threads), args.repeats),
+            )
+        )
     for s in ("fixed", "whole_word", "span"):
-        rows.append((f"dataprep mask_batch {s}, 1 thread",
-                     timeit(lambda s=s: ours(s, word_start=ws), args.repeats)))
-    print(f"# batch {b} x {t} int64 ids ({n:,} tokens), vocab {v}, p=0.15, 80/10/10; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"numpy {np.__version__}")
+        rows.append(
+            (
+                f"dataprep mask_batch {s}, 1 thread",
+                timeit(lambda s=s: ours(s, word_start=ws), args.repeats),
+            )
+        )
+    print(
+        f"# batch {b} x {t} int64 ids ({n:,} tokens), vocab {v}, p=0.15, 80/10/10; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"numpy {np.__version__}"
+    )
     print(f"| {'masker':58} | {'ms/batch':>9} | {'Mtokens/s':>10} | {'vs HF':>7} |")
     print(f"|{'-' * 60}|{'-' * 11}|{'-' * 12}|{'-' * 9}|")
     hf = rows[0][1]

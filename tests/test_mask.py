@@ -145,7 +145,9 @@ def test_mask_depends_only_on_seed_epoch_and_index(batch):
         out, labels = mask_batch(ids, index, word_start=ws, strategy=strategy, **kw)
         # Another batch composition: reversed order, different batch size, several threads.
         perm = np.arange(255, -1, -1)
-        o2, l2 = mask_batch(ids[perm], index[perm], word_start=ws[perm], strategy=strategy, threads=4, **kw)
+        o2, l2 = mask_batch(
+            ids[perm], index[perm], word_start=ws[perm], strategy=strategy, threads=4, **kw
+        )
         assert (o2 == out[perm]).all() and (l2 == labels[perm]).all()
         o3, _ = mask_batch(ids[17:18], index[17:18], word_start=ws[17:18], strategy=strategy, **kw)
         assert (o3[0] == out[17]).all()
@@ -184,7 +186,9 @@ def test_matches_hf_collator_semantics_in_distribution(batch):
     vocab = {t: i for i, t in enumerate(["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"])}
     vocab.update({f"w{i}": i for i in range(len(vocab), VOCAB)})
     tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]")),
+        tokenizer_object=tokenizers.Tokenizer(
+            tokenizers.models.WordLevel(vocab, unk_token="[UNK]")
+        ),
         pad_token="[PAD]",
         cls_token="[CLS]",
         sep_token="[SEP]",

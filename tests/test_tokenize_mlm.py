@@ -108,15 +108,15 @@ def test_full_sentence_rows_keep_every_sentence_token_in_order(
 ) -> None:  # type: ignore[no-untyped-def]
     path, tok = mlm_tok
     out = tmp_path / "fs"
-    m = dataprep.tokenize(
-        demo_corpus, path, out, seq_len=64, objective="mlm", shard_size="20KB"
-    )
+    m = dataprep.tokenize(demo_corpus, path, out, seq_len=64, objective="mlm", shard_size="20KB")
     assert m["objective"] == "mlm" and m["layout"] == "full_sentence"
     assert m["mlm"]["cls_id"] == CLS and m["mlm"]["static_masking"] is None
     assert len(m["splits"]["train"]["shards"]) > 1
     t = table_of(out)
     check_rows(t, 64)
-    ids, sm, ws, n = (col(t, c) for c in ("input_ids", "special_tokens_mask", "word_start", "n_tokens"))
+    ids, sm, ws, n = (
+        col(t, c) for c in ("input_ids", "special_tokens_mask", "word_start", "n_tokens")
+    )
     assert (col(t, "nsp_label") == -1).all()
     got_ids = [int(x) for r in range(len(ids)) for x in ids[r, : n[r]][sm[r, : n[r]] == 0]]
     got_ws = [int(x) for r in range(len(ids)) for x in ws[r, : n[r]][sm[r, : n[r]] == 0]]
@@ -250,9 +250,7 @@ def test_kill_9_then_resume_gives_identical_output(
     assert not [p for p in os.listdir(out) if ".tmp-" in p]
 
 
-def test_static_masking_with_dupe_factor(
-    mlm_tok, demo_corpus: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_static_masking_with_dupe_factor(mlm_tok, demo_corpus: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, _ = mlm_tok
     kw = {"seq_len": 64, "objective": "mlm", "layout": "nsp", "nsp_block_docs": 8}
     plain = dataprep.tokenize(demo_corpus, path, tmp_path / "plain", **kw)
@@ -282,7 +280,9 @@ def test_mlm_errors(mlm_tok, trained, demo_corpus: Path, tmp_path: Path) -> None
     path, _ = mlm_tok
     causal_tok, _ = trained  # specials <|endoftext|> and [MASK] only
     base = ["tokenize", str(demo_corpus), "--objective", "mlm", "--seq-len", "64"]
-    r = CliRunner().invoke(main, [*base, "--tokenizer", str(causal_tok), "--out", str(tmp_path / "a")])
+    r = CliRunner().invoke(
+        main, [*base, "--tokenizer", str(causal_tok), "--out", str(tmp_path / "a")]
+    )
     assert r.exit_code == 1 and "no CLS token found" in r.output and str(causal_tok) in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
     bare = tmp_path / "bare.json"
@@ -307,5 +307,7 @@ def test_mlm_errors(mlm_tok, trained, demo_corpus: Path, tmp_path: Path) -> None
     # other MLM options on the same --out: refused, like any other option change
     r = CliRunner().invoke(main, [*ok, "--layout", "nsp"])
     assert r.exit_code == 1 and "other options" in r.output
-    r = CliRunner().invoke(main, [*ok, "--layout", "nsp", "--seq-len", "4", "--out", str(tmp_path / "f")])
+    r = CliRunner().invoke(
+        main, [*ok, "--layout", "nsp", "--seq-len", "4", "--out", str(tmp_path / "f")]
+    )
     assert r.exit_code == 1 and "too short" in r.output

@@ -8,19 +8,19 @@
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
 from dataprep.inspect import input_ids, inspect_shards, open_shard
-from dataprep.tokenize import tokenize
 from dataprep.mask import build_sequences, encode_with_word_starts, mask_batch, split_sentences
+from dataprep.tokenize import tokenize
 
 __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
-    "input_ids",
-    "inspect_shards",
-    "open_shard",
     "build_sequences",
     "encode_with_word_starts",
+    "input_ids",
+    "inspect_shards",
     "mask_batch",
+    "open_shard",
     "read_documents",
     "split",
     "split_sentences",

@@ -60,6 +60,8 @@ pub trait TokenId: Copy + Send + Sync + 'static {
 
 macro_rules! token_id {
     ($($t:ty),*) => {$(
+        // One body for every width: `as` is lossless or the intended wrap for each of them.
+        #[allow(clippy::cast_lossless)]
         impl TokenId for $t {
             #[inline]
             fn to_u32(self) -> u32 { self as u32 }

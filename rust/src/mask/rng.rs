@@ -104,7 +104,7 @@ mod tests {
             counts[r.below(10) as usize] += 1;
         }
         for c in counts {
-            assert!((c as f64 - 100_000.0).abs() < 1_500.0, "{counts:?}");
+            assert!((f64::from(c) - 100_000.0).abs() < 1_500.0, "{counts:?}");
         }
     }
 }

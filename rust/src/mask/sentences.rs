@@ -89,7 +89,6 @@ pub fn split_sentences(text: &str) -> Vec<Range<usize>> {
             continue;
         }
         match next {
-            None => {}
             Some(n) if n.is_whitespace() => {
                 if only_period && c == '.' && end == i + 1 {
                     let after = rest.trim_start_matches([' ', '\t']).chars().next();
@@ -99,7 +98,7 @@ pub fn split_sentences(text: &str) -> Vec<Range<usize>> {
                 }
                 cuts.push(end);
             }
-            Some(_) => {}
+            None | Some(_) => {}
         }
     }
     let mut out: Vec<Range<usize>> = Vec::new();

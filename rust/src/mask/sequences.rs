@@ -380,7 +380,7 @@ mod tests {
         let mut r = Rng::keyed(&[seed]);
         (0..n_docs)
             .map(|d| {
-                (0..1 + r.below(12) as usize)
+                (0..=(r.below(12) as usize))
                     .map(|s| {
                         let n = 1 + r.below(40) as usize;
                         let ids = (0..n).map(|k| (d * 1_000_000 + s * 1000 + k + 10) as u32).collect();

@@ -61,7 +61,7 @@ pub enum Objective {
     /// Causal LM: `[BOS] doc [EOS]` concatenated and cut every `seq_len` tokens.
     Clm,
     /// Masked LM: `[CLS] A [SEP] (B [SEP])` rows.
-    Mlm(MlmConfig),
+    Mlm(Box<MlmConfig>),
 }
 
 /// MLM rows: layout, special ids and optional static masking. `pad` is [`TokenizeConfig::pad`].

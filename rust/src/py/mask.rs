@@ -123,6 +123,7 @@ fn mask_batch<'py>(
 /// `(ids, word_start)` of `text`: `word_start[i]` is 1 when token `i` begins a word (the first
 /// token of a pre-tokenizer piece holding a letter or digit).
 #[pyfunction]
+#[allow(clippy::type_complexity)] // (ids, word starts), spelled out for the reader
 fn encode_with_word_starts<'py>(
     py: Python<'py>,
     tokenizer: &Bound<'py, PyTokenizer>,

@@ -97,7 +97,7 @@ fn tokenize(
                     parse_strategy(mask_strategy, span_p, max_span)?,
                 ));
             }
-            Objective::Mlm(MlmConfig {
+            Objective::Mlm(Box::new(MlmConfig {
                 layout,
                 cls: need(cls_id, "cls_id")?,
                 sep: need(sep_id, "sep_id")?,
@@ -106,7 +106,7 @@ fn tokenize(
                 static_masking: None,
                 manifest_info: serde_json::from_str(mlm_json)
                     .map_err(|e| PyValueError::new_err(format!("mlm_json: {e}")))?,
-            })
+            }))
         }
         o => return Err(PyValueError::new_err(format!("unknown objective {o:?} (clm, mlm)"))),
     };

@@ -249,20 +249,31 @@ impl FullSentencePacker {
     }
 }
 
-fn flatten(segs: &[Segment]) -> Vec<(u32, u8)> {
-    segs.iter().flat_map(|s| s.ids.iter().copied().zip(s.word_start.iter().copied())).collect()
+/// Tokens of sentences `idx` of `doc`, in order.
+fn flatten_at(doc: &[Segment], idx: &[usize]) -> Vec<(u32, u8)> {
+    let mut out = Vec::with_capacity(idx.iter().map(|&k| doc[k].len()).sum());
+    for &k in idx {
+        out.extend(doc[k].ids.iter().copied().zip(doc[k].word_start.iter().copied()));
+    }
+    out
 }
 
 /// Trims the pair to `max` tokens, one token at a time from the longer side, front or back.
+/// The cuts are counted first and applied once (a `remove(0)` per token was quadratic on long
+/// sentences); the draws and the result are those of the token-by-token rule.
 fn truncate_pair(a: &mut Vec<(u32, u8)>, b: &mut Vec<(u32, u8)>, max: usize, rng: &mut Rng) {
-    while a.len() + b.len() > max {
-        let t = if a.len() > b.len() { &mut *a } else { &mut *b };
+    let (mut a_front, mut a_len, mut b_front, mut b_len) = (0, a.len(), 0, b.len());
+    while a_len + b_len > max {
+        let (front, len) = if a_len > b_len { (&mut a_front, &mut a_len) } else { (&mut b_front, &mut b_len) };
         if rng.next_u32() & 1 == 0 {
-            t.remove(0);
-        } else {
-            t.pop();
+            *front += 1;
         }
+        *len -= 1;
     }
+    a.truncate(a_front + a_len);
+    a.drain(..a_front);
+    b.truncate(b_front + b_len);
+    b.drain(..b_front);
 }
 
 /// Domain constant that keeps the NSP stream apart from masking streams with the same seed.
@@ -296,8 +307,7 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
             continue;
         }
         let a_end = if chunk.len() >= 2 { 1 + rng.below_usize(chunk.len() - 1) } else { 1 };
-        let segs = |r: &[usize]| -> Vec<Segment> { r.iter().map(|&k| doc[k].clone()).collect() };
-        let mut a = flatten(&segs(&chunk[..a_end]));
+        let mut a = flatten_at(doc, &chunk[..a_end]);
         let (mut b, label) = if random {
             let target_b = target.saturating_sub(a.len()).max(1);
             // Uniform over the non-empty documents other than d (`nonempty` is sorted).
@@ -317,7 +327,7 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
             }
             (b, 1)
         } else if chunk.len() >= 2 {
-            (flatten(&segs(&chunk[a_end..])), 0)
+            (flatten_at(doc, &chunk[a_end..]), 0)
         } else {
             // One sentence at the document's end: cut it in two.
             let n = a.len();

@@ -541,16 +541,21 @@ pub fn tokenize(
             read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, EncodeCache::new, |cache, batch| {
                 let mut docs = Vec::with_capacity(batch.docs.len());
                 let mut n_tokens = 0;
+                let (mut ids, mut ws) = (Vec::new(), Vec::new());
                 for d in batch.docs {
                     let Some(split) = wanted(d.index) else { continue };
                     if cfg.mlm().is_some() {
-                        let mut sentences = Vec::new();
-                        for r in split_sentences(&d.text) {
-                            let (mut ids, mut ws) = (Vec::new(), Vec::new());
+                        let ranges = split_sentences(&d.text);
+                        let mut sentences = Vec::with_capacity(ranges.len());
+                        // Encoded into scratch, then copied at their exact size: growing two
+                        // vectors per sentence from empty made the allocator a tenth of the time.
+                        for r in ranges {
+                            ids.clear();
+                            ws.clear();
                             tok.encode_with_word_starts(&d.text[r], cache, &mut ids, &mut ws);
                             n_tokens += ids.len() as u64;
                             if !ids.is_empty() {
-                                sentences.push(Segment::new(ids, ws));
+                                sentences.push(Segment::new(ids.clone(), ws.clone()));
                             }
                         }
                         docs.push((d.index, split, Doc::Sentences(sentences)));

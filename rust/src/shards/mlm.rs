@@ -75,9 +75,9 @@ impl MlmShardWriter {
             seq_len,
             dtype,
             ids: Vec::with_capacity(BATCH_ROWS * seq_len),
-            tt: Vec::new(),
-            special: Vec::new(),
-            ws: Vec::new(),
+            tt: Vec::with_capacity(BATCH_ROWS * seq_len),
+            special: Vec::with_capacity(BATCH_ROWS * seq_len),
+            ws: Vec::with_capacity(BATCH_ROWS * seq_len),
             n_tokens: Vec::new(),
             nsp: Vec::new(),
             labels: Vec::new(),
@@ -115,7 +115,11 @@ impl MlmShardWriter {
         let fixed = |col: usize, values: ArrayRef| -> ArrayRef {
             Arc::new(FixedSizeListArray::new(list_item(s, col), n, values, None))
         };
-        let u8s = |v: &mut Vec<u8>| -> ArrayRef { Arc::new(UInt8Array::from(std::mem::take(v))) };
+        // Each column's buffer moves into its array and is replaced at full batch size: taking it
+        // and growing the next one from empty cost reallocations and page faults every batch.
+        let cap = BATCH_ROWS * self.seq_len;
+        let u8s =
+            |v: &mut Vec<u8>| -> ArrayRef { Arc::new(UInt8Array::from(std::mem::replace(v, Vec::with_capacity(cap)))) };
         let mut columns = vec![
             fixed(0, ids_array(self.dtype, &mut self.ids)),
             fixed(1, u8s(&mut self.tt)),
@@ -125,7 +129,10 @@ impl MlmShardWriter {
             Arc::new(Int8Array::from(std::mem::take(&mut self.nsp))),
         ];
         if s.fields().len() > 6 {
-            columns.push(fixed(6, Arc::new(Int32Array::from(std::mem::take(&mut self.labels)))));
+            columns.push(fixed(
+                6,
+                Arc::new(Int32Array::from(std::mem::replace(&mut self.labels, Vec::with_capacity(cap)))),
+            ));
         }
         let schema = self.schema.clone();
         self.file.write(&schema, columns)

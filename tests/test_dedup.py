@@ -7,12 +7,13 @@ import json
 import random
 from pathlib import Path
 
-import dataprep
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+
+import dataprep
 from dataprep.cli import main
 from dataprep.dedup import banding
 

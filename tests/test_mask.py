@@ -277,14 +277,14 @@ def test_masking_a_built_batch_never_touches_its_specials():
 
 
 def test_split_sentences():
-    text = 'He said "Hi." Then he left! Dr. Who? 3.5 pts.\n今天下雨。明天晴！ यह है। ठीक।'  # noqa: RUF001
+    text = 'He said "Hi." Then he left! Dr. Who? 3.5 pts.\n今天下雨。明天晴！ यह है। ठीक।'
     assert split_sentences(text) == [
         'He said "Hi."',
         " Then he left!",
         " Dr. Who?",
         " 3.5 pts.",
         "\n今天下雨。",
-        "明天晴！",  # noqa: RUF001
+        "明天晴！",
         " यह है।",
         " ठीक।",
     ]

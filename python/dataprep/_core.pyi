@@ -10,12 +10,16 @@ __all__ = [
     "DataprepError",
     "Progress",
     "Tokenizer",
+    "build_sequences",
     "check_writable",
     "dedup",
     "dedup_banding",
     "discover",
+    "encode_with_word_starts",
+    "mask_batch",
     "read_documents",
     "split",
+    "split_sentences",
     "tokenize",
     "train_bpe",
 ]
@@ -105,6 +109,24 @@ def tokenize(
     parquet_column: str = "text",
     invalid_utf8: str = "replace",
     progress: Progress | None = None,
+    objective: str = "clm",
+    layout: str = "full_sentence",
+    cls_id: int | None = None,
+    sep_id: int | None = None,
+    mask_id: int | None = None,
+    nsp_block_docs: int = 256,
+    short_seq_prob: float = 0.1,
+    static_masking: bool = False,
+    dupe_factor: int = 1,
+    mask_probability: float = 0.15,
+    mask_prob: float = 0.8,
+    random_prob: float = 0.1,
+    mask_strategy: str = "bernoulli",
+    span_p: float = 0.2,
+    max_span: int = 10,
+    max_predictions: int | None = None,
+    special_ids: Sequence[int] = ...,
+    mlm_json: str = "null",
 ) -> str: ...
 def dedup_banding(
     threshold: float = 0.8, num_perm: int = 128, verify: bool = True
@@ -132,4 +154,39 @@ def dedup(
     parquet_column: str = "text",
     invalid_utf8: str = "replace",
     progress: Progress | None = None,
+) -> dict[str, Any]: ...
+def mask_batch(
+    input_ids: Any,
+    sample_index: npt.NDArray[np.uint64],
+    *,
+    epoch: int,
+    seed: int,
+    mask_id: int,
+    vocab_size: int,
+    special_tokens_mask: npt.NDArray[np.uint8] | None = None,
+    word_start: npt.NDArray[np.uint8] | None = None,
+    special_ids: Sequence[int] = ...,
+    probability: float = 0.15,
+    mask_prob: float = 0.8,
+    random_prob: float = 0.1,
+    strategy: str = "bernoulli",
+    span_p: float = 0.2,
+    max_span: int = 10,
+    max_predictions: int | None = None,
+    threads: int = 1,
+) -> tuple[Any, Any]: ...
+def encode_with_word_starts(
+    tokenizer: Tokenizer, text: str
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]: ...
+def split_sentences(text: str) -> list[str]: ...
+def build_sequences(
+    documents: Sequence[Sequence[tuple[Sequence[int], Sequence[int]]]],
+    seq_len: int,
+    *,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    layout: str = "full_sentence",
+    seed: int = 0,
+    short_seq_prob: float = 0.1,
 ) -> dict[str, Any]: ...

@@ -217,6 +217,66 @@ def train_bpe_cmd(
 )
 @click.option("--dedup-threshold", type=float, default=0.8, show_default=True)
 @click.option("--pattern", default=None, help="Split pattern for a .tiktoken without sidecar.")
+@click.option(
+    "--objective",
+    type=click.Choice(["clm", "mlm"]),
+    default="clm",
+    show_default=True,
+    help="clm: packed causal rows; mlm: [CLS] A [SEP] (B [SEP]) rows.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["full-sentence", "nsp"]),
+    default="full-sentence",
+    show_default=True,
+    help="MLM: sentences packed across documents (RoBERTa) or pairs with NSP labels (BERT).",
+)
+@click.option("--cls-token", default=None, help="MLM: [default: [CLS] or <s>].")
+@click.option("--sep-token", default=None, help="MLM: [default: [SEP] or </s>].")
+@click.option("--mask-token", default=None, help="MLM: [default: [MASK] or <mask>].")
+@click.option(
+    "--nsp-block-docs",
+    type=int,
+    default=256,
+    show_default=True,
+    help="NSP: documents per block; random B segments come from the same block.",
+)
+@click.option(
+    "--static-masking", is_flag=True, help="MLM: mask at prep time (adds a labels column)."
+)
+@click.option(
+    "--dupe-factor",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Static masking: differently masked copies of each row.",
+)
+@click.option("--mask-probability", type=float, default=0.15, show_default=True)
+@click.option(
+    "--mask-strategy",
+    type=click.Choice(["bernoulli", "fixed", "whole_word", "span"]),
+    default="bernoulli",
+    show_default=True,
+)
+@click.option(
+    "--replace-mask",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Share of masked tokens replaced by [MASK].",
+)
+@click.option(
+    "--replace-random",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Share of masked tokens replaced by a random id (the rest stay).",
+)
+@click.option("--span-p", type=float, default=0.2, show_default=True, help="Span: geometric p.")
+@click.option("--max-span", type=int, default=10, show_default=True, help="Span: longest, words.")
+@click.option(
+    "--max-predictions", type=int, default=None, help="fixed: most masked tokens per row."
+)
 @corpus_options
 def tokenize_cmd(
     inputs: tuple[Path, ...],
@@ -235,6 +295,21 @@ def tokenize_cmd(
     dedup: str,
     dedup_threshold: float,
     pattern: str | None,
+    objective: str,
+    layout: str,
+    cls_token: str | None,
+    sep_token: str | None,
+    mask_token: str | None,
+    nsp_block_docs: int,
+    static_masking: bool,
+    dupe_factor: int,
+    mask_probability: float,
+    mask_strategy: str,
+    replace_mask: float,
+    replace_random: float,
+    span_p: float,
+    max_span: int,
+    max_predictions: int | None,
     fmt: str,
     text_unit: str,
     jsonl_field: str,
@@ -271,6 +346,21 @@ def tokenize_cmd(
                 parquet_column=parquet_column,
                 invalid_utf8=invalid_utf8,
                 progress=progress,
+                objective=objective,
+                layout=layout,
+                cls_token=cls_token,
+                sep_token=sep_token,
+                mask_token=mask_token,
+                nsp_block_docs=nsp_block_docs,
+                static_masking=static_masking,
+                dupe_factor=dupe_factor,
+                mask_probability=mask_probability,
+                mask_strategy=mask_strategy,
+                replace_mask=replace_mask,
+                replace_random=replace_random,
+                span_p=span_p,
+                max_span=max_span,
+                max_predictions=max_predictions,
             ),
         )
     except (_core.DataprepError, ValueError, OSError) as e:

@@ -144,7 +144,7 @@ def split_sentences(text: str) -> list[str]:
 
     >>> split_sentences("Mr. Smith left. He was late!\\n今天很好。我们走吧！")
     ['Mr. Smith left.', ' He was late!', '\\n今天很好。', '我们走吧！']
-    """  # noqa: RUF002 (full-width punctuation is the point)
+    """
     return _core.split_sentences(text)
 
 

@@ -44,7 +44,7 @@ pub enum Strategy {
     Bernoulli,
     FixedCount,
     WholeWord,
-    /// Span lengths in words, `P(l) ∝ p (1-p)^(l-1)` on `1..=max_span` (`SpanBERT`: p=0.2, max 10).
+    /// Span lengths in words, `P(l) ∝ p (1-p)^(l-1)` on `1..=max_span` (SpanBERT: p=0.2, max 10).
     Span {
         p_geometric: f64,
         max_span: u32,
@@ -60,7 +60,7 @@ pub trait TokenId: Copy + Send + Sync + 'static {
 
 macro_rules! token_id {
     ($($t:ty),*) => {$(
-        // `as`: one macro for all widths; ids are checked at the Python boundary.
+        // One body for every width: `as` is lossless or the intended wrap for each of them.
         #[allow(clippy::cast_lossless)]
         impl TokenId for $t {
             #[inline]

@@ -131,6 +131,16 @@ impl Rows {
         self.length.len()
     }
 
+    /// Empties the rows, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.input_ids.clear();
+        self.token_type_ids.clear();
+        self.special_tokens_mask.clear();
+        self.word_start.clear();
+        self.nsp_label.clear();
+        self.length.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.length.is_empty()
     }
@@ -183,6 +193,20 @@ impl FullSentencePacker {
         Ok(Self { cfg, buf: Vec::new(), pending_sep: false })
     }
 
+    /// A packer that continues from a saved [`FullSentencePacker::carry`].
+    pub fn with_carry(cfg: SequenceConfig, ids: &[u32], word_start: &[u8], pending_sep: bool) -> Result<Self> {
+        let mut p = Self::new(cfg)?;
+        p.buf = ids.iter().copied().zip(word_start.iter().copied()).collect();
+        p.pending_sep = pending_sep;
+        Ok(p)
+    }
+
+    /// The whole state a resumed run needs: tokens not yet in a row (ids, word starts with the
+    /// document-boundary mark), and whether a boundary `[SEP]` is due before the next sentence.
+    pub fn carry(&self) -> (Vec<u32>, Vec<u8>, bool) {
+        (self.buf.iter().map(|t| t.0).collect(), self.buf.iter().map(|t| t.1).collect(), self.pending_sep)
+    }
+
     fn cap(&self) -> usize {
         self.cfg.seq_len - 2
     }
@@ -226,20 +250,31 @@ impl FullSentencePacker {
     }
 }
 
-fn flatten(segs: &[Segment]) -> Vec<(u32, u8)> {
-    segs.iter().flat_map(|s| s.ids.iter().copied().zip(s.word_start.iter().copied())).collect()
+/// Tokens of sentences `idx` of `doc`, in order.
+fn flatten_at(doc: &[Segment], idx: &[usize]) -> Vec<(u32, u8)> {
+    let mut out = Vec::with_capacity(idx.iter().map(|&k| doc[k].len()).sum());
+    for &k in idx {
+        out.extend(doc[k].ids.iter().copied().zip(doc[k].word_start.iter().copied()));
+    }
+    out
 }
 
 /// Trims the pair to `max` tokens, one token at a time from the longer side, front or back.
+/// The cuts are counted first and applied once (a `remove(0)` per token was quadratic on long
+/// sentences); the draws and the result are those of the token-by-token rule.
 fn truncate_pair(a: &mut Vec<(u32, u8)>, b: &mut Vec<(u32, u8)>, max: usize, rng: &mut Rng) {
-    while a.len() + b.len() > max {
-        let t = if a.len() > b.len() { &mut *a } else { &mut *b };
+    let (mut a_front, mut a_len, mut b_front, mut b_len) = (0, a.len(), 0, b.len());
+    while a_len + b_len > max {
+        let (front, len) = if a_len > b_len { (&mut a_front, &mut a_len) } else { (&mut b_front, &mut b_len) };
         if rng.next_u32() & 1 == 0 {
-            t.remove(0);
-        } else {
-            t.pop();
+            *front += 1;
         }
+        *len -= 1;
     }
+    a.truncate(a_front + a_len);
+    a.drain(..a_front);
+    b.truncate(b_front + b_len);
+    b.drain(..b_front);
 }
 
 /// Domain constant that keeps the NSP stream apart from masking streams with the same seed.
@@ -274,8 +309,7 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
             continue;
         }
         let a_end = if chunk.len() >= 2 { 1 + rng.below_usize(chunk.len() - 1) } else { 1 };
-        let segs = |r: &[usize]| -> Vec<Segment> { r.iter().map(|&k| doc[k].clone()).collect() };
-        let mut a = flatten(&segs(&chunk[..a_end]));
+        let mut a = flatten_at(doc, &chunk[..a_end]);
         let (mut b, label) = if random {
             let target_b = target.saturating_sub(a.len()).max(1);
             // Uniform over the non-empty documents other than d (`nonempty` is sorted).
@@ -295,7 +329,7 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
             }
             (b, 1)
         } else if chunk.len() >= 2 {
-            (flatten(&segs(&chunk[a_end..])), 0)
+            (flatten_at(doc, &chunk[a_end..]), 0)
         } else {
             // One sentence at the document's end: cut it in two.
             let n = a.len();
@@ -389,7 +423,7 @@ mod tests {
         let mut r = Rng::keyed(&[seed]);
         (0..n_docs)
             .map(|d| {
-                (0..=r.below(12) as usize)
+                (0..=(r.below(12) as usize))
                     .map(|s| {
                         let n = 1 + r.below(40) as usize;
                         let ids = (0..n).map(|k| (d * 1_000_000 + s * 1000 + k + 10) as u32).collect();
@@ -433,6 +467,27 @@ mod tests {
             }
         }
         assert_eq!(seen, docs.iter().flat_map(|d| d.iter().flat_map(|s| s.ids.clone())).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn full_sentence_carry_restores_the_same_rows() {
+        let docs = corpus(20, 4);
+        let cfg = SequenceConfig::new(48, CLS, SEP, PAD);
+        let all = build_sequences(&cfg, &docs, 0).unwrap();
+        let mut out = Rows::new(48);
+        let mut p = FullSentencePacker::new(cfg.clone()).unwrap();
+        for d in &docs[..7] {
+            p.push_document(d, &mut out);
+        }
+        let (ids, ws, sep) = p.carry();
+        let mut p = FullSentencePacker::with_carry(cfg, &ids, &ws, sep).unwrap();
+        for d in &docs[7..] {
+            p.push_document(d, &mut out);
+        }
+        p.finish(&mut out);
+        assert_eq!(out.input_ids, all.input_ids);
+        assert_eq!(out.word_start, all.word_start);
+        assert_eq!(out.special_tokens_mask, all.special_tokens_mask);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `tokenize`: corpus -> packed causal-LM shards + manifest.
+//! `tokenize`: corpus -> packed causal-LM or MLM shards + manifest.
 //!
 //! Threads: the shared reading pipeline feeds encoder workers (one encode cache each); encoded
 //! batches go to one writer thread that restores input order (by batch sequence number), assigns
@@ -11,6 +11,16 @@
 //! packer's carry. A rerun with the same configuration restores each split from the journal,
 //! skips documents already packed (without encoding them) and rebuilds the rest, so the final
 //! output is byte-identical to an uninterrupted run; finished shards are not redone.
+//!
+//! MLM ([`Objective::Mlm`]) runs through the same reader, workers and ordered writer. Workers
+//! split each document into sentences and encode them with word starts; the writer builds rows
+//! ([`crate::mask::sequences`]). Full-sentence packing streams like the causal packer (its carry
+//! goes into the journal). NSP pairs draw a random B from *other* documents, so documents are
+//! taken in blocks of `nsp_block_docs` consecutive documents of a split (corpus order); random Bs
+//! come from the same block, draws are keyed by (seed, split, block index), and shards close
+//! only at block ends, so a block is never cut by a checkpoint. Static masking writes each row
+//! `dupe_factor` times in a row, copy `k` masked by `mask_sequence(seed, epoch = k, index = row
+//! index in the split)` (the val split uses a seed derived from `seed`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,18 +33,62 @@ use crate::corpus::{read_batches, CorpusConfig, InputFile};
 use crate::dedup::{find_duplicates, DedupConfig, DedupStats};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::mask::sentences::split_sentences;
+use crate::mask::sequences::{nsp_rows, Document, FullSentencePacker, Layout, Rows, Segment, SequenceConfig};
+use crate::mask::{mask_sequence, MaskConfig};
 use crate::pack::{LastRow, Packer};
 use crate::progress::Progress;
 use crate::shards::manifest::{
     read_json, write_json, DocumentCounts, InputInfo, Journal, Manifest, SplitInfo, StreamState, TokenizerInfo,
     JOURNAL, MANIFEST,
 };
+use crate::shards::mlm::{mlm_schema, MlmRow, MlmShardWriter};
 use crate::shards::{causal_schema, Dtype, ShardWriter, SCHEMA_VERSION};
 
 const SPLITS: [&str; 2] = ["train", "val"];
 
-/// An encoded batch: (sequence number, [(document index, split, ids)]).
-type Encoded = (u64, Vec<(u64, usize, Vec<u32>)>);
+/// An encoded document: token ids (causal) or sentences with word starts (MLM).
+enum Doc {
+    Ids(Vec<u32>),
+    Sentences(Document),
+}
+
+/// An encoded batch: (sequence number, [(document index, split, document)]).
+type Encoded = (u64, Vec<(u64, usize, Doc)>);
+
+/// What the rows are built for.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// Causal LM: `[BOS] doc [EOS]` concatenated and cut every `seq_len` tokens.
+    Clm,
+    /// Masked LM: `[CLS] A [SEP] (B [SEP])` rows.
+    Mlm(Box<MlmConfig>),
+}
+
+/// MLM rows: layout, special ids and optional static masking. `pad` is [`TokenizeConfig::pad`].
+#[derive(Debug, Clone)]
+pub struct MlmConfig {
+    pub layout: Layout,
+    pub cls: u32,
+    pub sep: u32,
+    /// NSP only: documents per block; a random B comes from another document of the block.
+    pub nsp_block_docs: usize,
+    /// NSP only: probability of a shorter target length (BERT `short_seq_prob`).
+    pub short_seq_prob: f64,
+    /// Mask at prep time: the masking config and how many differently masked copies of each row.
+    pub static_masking: Option<(MaskConfig, u32)>,
+    /// What the manifest's `mlm` block says (special ids, masking options), built by the caller.
+    pub manifest_info: serde_json::Value,
+}
+
+impl MlmConfig {
+    pub fn layout_name(&self) -> &'static str {
+        match self.layout {
+            Layout::FullSentence => "full_sentence",
+            Layout::NspPairs => "nsp",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenizeConfig {
@@ -52,6 +106,20 @@ pub struct TokenizeConfig {
     pub pad: u32,
     /// Deduplicate before encoding: a first pass finds the documents to drop (see `dedup`).
     pub dedup: Option<DedupConfig>,
+    pub objective: Objective,
+}
+
+impl TokenizeConfig {
+    fn mlm(&self) -> Option<&MlmConfig> {
+        match &self.objective {
+            Objective::Clm => None,
+            Objective::Mlm(m) => Some(m),
+        }
+    }
+
+    fn sequence_config(&self, m: &MlmConfig) -> SequenceConfig {
+        SequenceConfig::new(self.seq_len, m.cls, m.sep, self.pad).layout(m.layout).short_seq_prob(m.short_seq_prob)
+    }
 }
 
 /// `splitmix64`: a fixed, well-mixed hash so the split never depends on anything but (seed, index).
@@ -78,7 +146,28 @@ struct Split {
     packer: Packer,
     open: Option<ShardWriter>,
     documents: u64,
+    mlm: Option<MlmSplit>,
 }
+
+/// A split's MLM state.
+struct MlmSplit {
+    /// Full-sentence layout only.
+    packer: Option<FullSentencePacker>,
+    /// NSP only: the documents of the current block.
+    block: Vec<Document>,
+    /// Rows built and not yet written (scratch).
+    rows: Rows,
+    /// Rows written so far, before duplication: the masking index of the next row.
+    unique_rows: u64,
+    mask_seed: u64,
+    open: Option<MlmShardWriter>,
+    /// Static masking scratch.
+    ids: Vec<u32>,
+    labels: Vec<i64>,
+}
+
+const NSP_BLOCK_DOMAIN: u64 = 0x6e73_705f_626c_6f63; // "nsp_bloc"
+const VAL_MASK_DOMAIN: u64 = 0x7661_6c5f_6d61_736b; // "val_mask"
 
 struct Writer<'a> {
     out: &'a Path,
@@ -95,7 +184,96 @@ impl Writer<'_> {
         self.out.join(format!("{}-{:05}.arrow", split.name, split.state.shards.len()))
     }
 
-    fn add_doc(&mut self, s: usize, index: u64, ids: &[u32]) -> Result<()> {
+    fn add_doc(&mut self, s: usize, index: u64, doc: Doc) -> Result<()> {
+        match doc {
+            Doc::Ids(ids) => self.add_ids(s, index, &ids),
+            Doc::Sentences(doc) => self.add_sentences(s, index, doc),
+        }
+    }
+
+    fn add_sentences(&mut self, s: usize, index: u64, doc: Document) -> Result<()> {
+        let cfg = self.cfg;
+        let m = cfg.mlm().expect("sentences only for MLM");
+        let split = &mut self.splits[s];
+        split.documents += 1;
+        let ms = split.mlm.as_mut().expect("MLM state");
+        let boundary = match m.layout {
+            Layout::FullSentence => {
+                ms.packer.as_mut().expect("full-sentence packer").push_document(&doc, &mut ms.rows);
+                true
+            }
+            Layout::NspPairs => {
+                ms.block.push(doc);
+                let full = ms.block.len() >= m.nsp_block_docs;
+                if full {
+                    let block = split.documents.div_ceil(m.nsp_block_docs as u64) - 1;
+                    nsp_block(&cfg.sequence_config(m), &ms.block, block_seed(cfg.seed, s, block), &mut ms.rows);
+                    ms.block.clear();
+                }
+                full
+            }
+        };
+        self.write_mlm_rows(s)?;
+        let rows = self.splits[s].mlm.as_ref().and_then(|ms| ms.open.as_ref()).map_or(0, MlmShardWriter::rows);
+        if boundary && rows >= cfg.rows_per_shard {
+            self.close_shard(s, index + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the split's pending MLM rows (each `dupe_factor` times when statically masked).
+    fn write_mlm_rows(&mut self, s: usize) -> Result<()> {
+        let cfg = self.cfg;
+        let m = cfg.mlm().expect("MLM");
+        let path = self.shard_path(s);
+        let ms = self.splits[s].mlm.as_mut().expect("MLM state");
+        if ms.rows.is_empty() {
+            return Ok(());
+        }
+        if ms.open.is_none() {
+            ms.open = Some(MlmShardWriter::create(&path, self.schema.clone(), cfg.seq_len, self.dtype)?);
+        }
+        let shard = ms.open.as_mut().expect("opened above");
+        let n = cfg.seq_len;
+        for r in 0..ms.rows.len() {
+            let span = r * n..(r + 1) * n;
+            let row = MlmRow {
+                input_ids: &ms.rows.input_ids[span.clone()],
+                token_type_ids: &ms.rows.token_type_ids[span.clone()],
+                special_tokens_mask: &ms.rows.special_tokens_mask[span.clone()],
+                word_start: &ms.rows.word_start[span.clone()],
+                n_tokens: ms.rows.length[r],
+                nsp_label: ms.rows.nsp_label[r],
+                labels: None,
+            };
+            match &m.static_masking {
+                None => shard.push(&row)?,
+                Some((mask_cfg, dupes)) => {
+                    for k in 0..*dupes {
+                        ms.ids.clear();
+                        ms.ids.extend_from_slice(row.input_ids);
+                        ms.labels.resize(n, 0);
+                        mask_sequence(
+                            mask_cfg,
+                            ms.mask_seed,
+                            u64::from(k),
+                            ms.unique_rows,
+                            &mut ms.ids,
+                            &mut ms.labels,
+                            row.special_tokens_mask,
+                            Some(row.word_start),
+                        );
+                        shard.push(&MlmRow { input_ids: &ms.ids, labels: Some(&ms.labels), ..row })?;
+                    }
+                }
+            }
+            ms.unique_rows += 1;
+        }
+        ms.rows.clear();
+        Ok(())
+    }
+
+    fn add_ids(&mut self, s: usize, index: u64, ids: &[u32]) -> Result<()> {
         if self.splits[s].open.is_none() {
             let path = self.shard_path(s);
             self.splits[s].open = Some(ShardWriter::create(&path, self.schema.clone(), self.cfg.seq_len, self.dtype)?);
@@ -121,12 +299,23 @@ impl Writer<'_> {
     /// Closes the open shard of split `s` and records the checkpoint in the journal.
     fn close_shard(&mut self, s: usize, next_doc: u64) -> Result<()> {
         let split = &mut self.splits[s];
-        let Some(shard) = split.open.take() else { return Ok(()) };
-        split.state.shards.push(shard.finish()?);
-        let (carry, starts) = split.packer.carry();
+        if let Some(ms) = split.mlm.as_mut() {
+            let Some(shard) = ms.open.take() else { return Ok(()) };
+            split.state.shards.push(shard.finish()?);
+            if let Some(p) = &ms.packer {
+                let (ids, ws, sep) = p.carry();
+                split.state.carry = ids;
+                split.state.carry_word_start = ws;
+                split.state.carry_pending_sep = sep;
+            }
+        } else {
+            let Some(shard) = split.open.take() else { return Ok(()) };
+            split.state.shards.push(shard.finish()?);
+            let (carry, starts) = split.packer.carry();
+            split.state.carry = carry.to_vec();
+            split.state.carry_starts = starts.to_vec();
+        }
         split.state.next_doc = next_doc;
-        split.state.carry = carry.to_vec();
-        split.state.carry_starts = starts.to_vec();
         split.state.documents = split.documents;
         self.journal.streams.insert(split.name.to_string(), split.state.clone());
         write_json(&self.out.join(JOURNAL), &self.journal)
@@ -135,6 +324,30 @@ impl Writer<'_> {
     /// Last rows and last shards. Returns the dropped-token count per split.
     fn finish(&mut self) -> Result<[u64; 2]> {
         let mut dropped = [0; 2];
+        if let Some(m) = self.cfg.mlm() {
+            for s in 0..2 {
+                let seed = block_seed(
+                    self.cfg.seed,
+                    s,
+                    self.splits[s].documents.div_ceil(m.nsp_block_docs as u64).saturating_sub(1),
+                );
+                let seq = self.cfg.sequence_config(m);
+                let ms = self.splits[s].mlm.as_mut().expect("MLM state");
+                if let Some(p) = ms.packer.as_mut() {
+                    p.finish(&mut ms.rows);
+                }
+                if !ms.block.is_empty() {
+                    nsp_block(&seq, &ms.block, seed, &mut ms.rows);
+                    ms.block.clear();
+                }
+                self.write_mlm_rows(s)?;
+                let split = &mut self.splits[s];
+                if let Some(shard) = split.mlm.as_mut().and_then(|ms| ms.open.take()) {
+                    split.state.shards.push(shard.finish()?);
+                }
+            }
+            return Ok(dropped);
+        }
         #[allow(clippy::needless_range_loop)] // `s` indexes both `dropped` and `self.splits`
         for s in 0..2 {
             let packer = std::mem::replace(&mut self.splits[s].packer, Packer::new(self.cfg.seq_len));
@@ -164,8 +377,24 @@ impl Writer<'_> {
             if let Some(shard) = s.open.take() {
                 shard.abort();
             }
+            if let Some(shard) = s.mlm.as_mut().and_then(|m| m.open.take()) {
+                shard.abort();
+            }
         }
     }
+}
+
+/// NSP rows of one block of documents; a random B comes from another document of the block.
+fn nsp_block(seq: &SequenceConfig, block: &[Document], seed: u64, out: &mut Rows) {
+    let nonempty: Vec<usize> = (0..block.len()).filter(|&d| block[d].iter().any(|x| !x.is_empty())).collect();
+    for d in 0..block.len() {
+        nsp_rows(seq, block, &nonempty, d, seed, out);
+    }
+}
+
+/// The NSP seed of block `block` of split `s`: the draws never depend on anything else.
+fn block_seed(seed: u64, s: usize, block: u64) -> u64 {
+    mix(seed ^ mix(NSP_BLOCK_DOMAIN ^ mix((block << 1) | s as u64)))
 }
 
 /// Removes temporary files a killed run left (`.<name>.tmp-<pid>`); they never hold finished work.
@@ -196,6 +425,18 @@ pub fn tokenize(
 ) -> Result<Manifest> {
     if cfg.seq_len < 2 {
         return Err(Error::Config("seq-len must be at least 2".into()));
+    }
+    if let Some(m) = cfg.mlm() {
+        cfg.sequence_config(m).validate()?;
+        if m.nsp_block_docs < 2 {
+            return Err(Error::Config("nsp block must hold at least 2 documents".into()));
+        }
+        if let Some((mask_cfg, dupes)) = &m.static_masking {
+            mask_cfg.validate()?;
+            if *dupes == 0 {
+                return Err(Error::Config("dupe-factor must be at least 1".into()));
+            }
+        }
     }
     if !(0.0..1.0).contains(&cfg.val_fraction) {
         return Err(Error::Config("val-fraction must be in [0, 1)".into()));
@@ -232,20 +473,9 @@ pub fn tokenize(
     write_atomic(&out.join(&tok_name), |w| w.write_all(&tok_bytes))?;
 
     let dtype = Dtype::for_vocab(tok.vocab_size());
-    let mut writer = Writer {
-        out,
-        cfg,
-        schema: causal_schema(cfg.seq_len, dtype),
-        dtype,
-        splits: SPLITS
-            .iter()
-            .map(|&name| {
-                let state = journal.streams.get(name).cloned().unwrap_or_default();
-                let packer = Packer::with_carry(cfg.seq_len, state.carry.clone(), state.carry_starts.clone());
-                Split { name, documents: state.documents, state, packer, open: None }
-            })
-            .collect(),
-        journal,
+    let schema = match cfg.mlm() {
+        None => causal_schema(cfg.seq_len, dtype),
+        Some(m) => mlm_schema(cfg.seq_len, dtype, m.layout_name(), m.static_masking.is_some()),
     };
     // Dedup is a deterministic first pass, so a resumed run recomputes the same drop list.
     let (removed, dedup_stats) = match &cfg.dedup {
@@ -255,6 +485,38 @@ pub fn tokenize(
         }
         None => (Vec::new(), None),
     };
+    let mut splits = Vec::new();
+    for (s, &name) in SPLITS.iter().enumerate() {
+        let state = journal.streams.get(name).cloned().unwrap_or_default();
+        let mlm = match cfg.mlm() {
+            None => None,
+            Some(m) => {
+                let packer = match m.layout {
+                    Layout::FullSentence => Some(FullSentencePacker::with_carry(
+                        cfg.sequence_config(m),
+                        &state.carry,
+                        &state.carry_word_start,
+                        state.carry_pending_sep,
+                    )?),
+                    Layout::NspPairs => None,
+                };
+                let dupes = m.static_masking.as_ref().map_or(1, |x| u64::from(x.1));
+                Some(MlmSplit {
+                    packer,
+                    block: Vec::new(),
+                    rows: Rows::new(cfg.seq_len),
+                    unique_rows: state.shards.iter().map(|x| x.rows).sum::<u64>() / dupes,
+                    mask_seed: if s == 0 { cfg.seed } else { mix(cfg.seed ^ VAL_MASK_DOMAIN) },
+                    open: None,
+                    ids: Vec::new(),
+                    labels: Vec::new(),
+                })
+            }
+        };
+        let packer = Packer::with_carry(cfg.seq_len, state.carry.clone(), state.carry_starts.clone());
+        splits.push(Split { name, documents: state.documents, state, packer, open: None, mlm });
+    }
+    let mut writer = Writer { out, cfg, schema, dtype, splits, journal };
     let next_doc = [writer.splits[0].state.next_doc, writer.splits[1].state.next_doc];
     let wanted = |index: u64| -> Option<usize> {
         let s = split_of(cfg, index);
@@ -267,14 +529,14 @@ pub fn tokenize(
         let w = &mut writer;
         let wr = &writer_result;
         s.spawn(move || {
-            let mut pending: BTreeMap<u64, Vec<(u64, usize, Vec<u32>)>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Vec<(u64, usize, Doc)>> = BTreeMap::new();
             let mut next_seq = 0;
             let result = (|| {
                 for (seq, docs) in &rx {
                     pending.insert(seq, docs);
                     while let Some(docs) = pending.remove(&next_seq) {
-                        for (index, split, ids) in docs {
-                            w.add_doc(split, index, &ids)?;
+                        for (index, split, doc) in docs {
+                            w.add_doc(split, index, doc)?;
                         }
                         next_seq += 1;
                     }
@@ -290,12 +552,29 @@ pub fn tokenize(
             read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, EncodeCache::new, |cache, batch| {
                 let mut docs = Vec::with_capacity(batch.docs.len());
                 let mut n_tokens = 0;
+                let (mut ids, mut ws) = (Vec::new(), Vec::new());
                 for d in batch.docs {
-                    if let Some(split) = wanted(d.index) {
+                    let Some(split) = wanted(d.index) else { continue };
+                    if cfg.mlm().is_some() {
+                        let ranges = split_sentences(&d.text);
+                        let mut sentences = Vec::with_capacity(ranges.len());
+                        // Encoded into scratch, then copied at their exact size: growing two
+                        // vectors per sentence from empty made the allocator a tenth of the time.
+                        for r in ranges {
+                            ids.clear();
+                            ws.clear();
+                            tok.encode_with_word_starts(&d.text[r], cache, &mut ids, &mut ws);
+                            n_tokens += ids.len() as u64;
+                            if !ids.is_empty() {
+                                sentences.push(Segment::new(ids.clone(), ws.clone()));
+                            }
+                        }
+                        docs.push((d.index, split, Doc::Sentences(sentences)));
+                    } else {
                         let mut ids = Vec::with_capacity(d.text.len() / 3);
                         tok.encode_into(&d.text, cache, &mut ids);
                         n_tokens += ids.len() as u64;
-                        docs.push((d.index, split, ids));
+                        docs.push((d.index, split, Doc::Ids(ids)));
                     }
                 }
                 progress.add_tokens(n_tokens);
@@ -351,7 +630,9 @@ pub fn tokenize(
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         dataprep_version: env!("CARGO_PKG_VERSION").to_string(),
-        objective: "clm".into(),
+        objective: if cfg.mlm().is_some() { "mlm" } else { "clm" }.into(),
+        layout: cfg.mlm().map(|m| m.layout_name().to_string()),
+        mlm: cfg.mlm().map(|m| m.manifest_info.clone()),
         seq_len: cfg.seq_len,
         dtype,
         tokenizer: TokenizerInfo {
@@ -391,6 +672,7 @@ mod tests {
             bos: None,
             pad: 0,
             dedup: None,
+            objective: Objective::Clm,
         };
         let n = (0..100_000).filter(|&i| split_of(&cfg, i) == 1).count();
         assert!((9_500..10_500).contains(&n), "{n}");

@@ -46,6 +46,21 @@ fn mask_typed<'py, T: TokenId + Element>(
     Ok((out.into_any(), labels.into_any()))
 }
 
+/// A masking strategy by name (`bernoulli`, `fixed`, `whole_word`, `span`).
+pub(super) fn parse_strategy(name: &str, span_p: f64, max_span: u32) -> PyResult<Strategy> {
+    Ok(match name {
+        "bernoulli" => Strategy::Bernoulli,
+        "fixed" => Strategy::FixedCount,
+        "whole_word" => Strategy::WholeWord,
+        "span" => Strategy::Span { p_geometric: span_p, max_span },
+        o => {
+            return Err(PyValueError::new_err(format!(
+                "unknown masking strategy {o:?} (bernoulli, fixed, whole_word, span)"
+            )))
+        }
+    })
+}
+
 /// Masks a `(B, T)` batch of ids; returns `(input_ids, labels)`. See `dataprep.mask.mask_batch`.
 // By value: PyO3 extracts arguments as owned read-only borrows of the numpy arrays (no copy).
 #[allow(clippy::needless_pass_by_value)]
@@ -74,17 +89,7 @@ fn mask_batch<'py>(
     max_predictions: Option<usize>,
     threads: usize,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let strategy = match strategy {
-        "bernoulli" => Strategy::Bernoulli,
-        "fixed" => Strategy::FixedCount,
-        "whole_word" => Strategy::WholeWord,
-        "span" => Strategy::Span { p_geometric: span_p, max_span },
-        o => {
-            return Err(PyValueError::new_err(format!(
-                "unknown masking strategy {o:?} (bernoulli, fixed, whole_word, span)"
-            )))
-        }
-    };
+    let strategy = parse_strategy(strategy, span_p, max_span)?;
     let cfg = MaskConfig::new(mask_id, vocab_size)
         .probability(probability)
         .replacement(mask_prob, random_prob)
@@ -122,6 +127,7 @@ type IdsAndStarts<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u8>>);
 /// `(ids, word_start)` of `text`: `word_start[i]` is 1 when token `i` begins a word (the first
 /// token of a pre-tokenizer piece holding a letter or digit).
 #[pyfunction]
+#[allow(clippy::type_complexity)] // (ids, word starts), spelled out for the reader
 fn encode_with_word_starts<'py>(
     py: Python<'py>,
     tokenizer: &Bound<'py, PyTokenizer>,

@@ -6,21 +6,29 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::corpus::corpus_config;
+use super::mask::parse_strategy;
 use super::{run_detached, PyProgress};
 use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
+use crate::mask::sequences::Layout;
+use crate::mask::MaskConfig;
 use crate::pack::LastRow;
-use crate::pipeline::tokenize::{tokenize as run, TokenizeConfig};
+use crate::pipeline::tokenize::{tokenize as run, MlmConfig, Objective, TokenizeConfig};
 use crate::pretokenize::Pattern;
 
-/// Tokenizes `inputs` into packed causal-LM shards in `out`; returns the manifest as JSON text.
-/// `config_json` is recorded in the manifest and decides (with tokenizer and inputs) whether an
-/// existing `out` is resumed. See `dataprep.tokenize`.
+/// Tokenizes `inputs` into packed causal-LM or MLM shards in `out`; returns the manifest as JSON
+/// text. `config_json` is recorded in the manifest and decides (with tokenizer and inputs) whether
+/// an existing `out` is resumed; `mlm_json` is the manifest's `mlm` block. With
+/// `objective="mlm"`, `cls_id` and `sep_id` are required, and `mask_id` too with
+/// `static_masking`. See `dataprep.tokenize`.
 #[pyfunction]
 #[pyo3(signature = (inputs, tokenizer, out, *, seq_len, val_fraction, seed, rows_per_shard, last_row, threads,
     eos_id, bos_id, pad_id, config_json, dedup="none", dedup_threshold=0.8, pattern=None, format="auto", text_unit="file", jsonl_field="text",
-    parquet_column="text", invalid_utf8="replace", progress=None))]
+    parquet_column="text", invalid_utf8="replace", progress=None, objective="clm", layout="full_sentence", cls_id=None,
+    sep_id=None, mask_id=None, nsp_block_docs=256, short_seq_prob=0.1, static_masking=false, dupe_factor=1,
+    mask_probability=0.15, mask_prob=0.8, random_prob=0.1, mask_strategy="bernoulli", span_p=0.2, max_span=10,
+    max_predictions=None, special_ids=vec![], mlm_json="null"))]
 #[allow(clippy::too_many_arguments)]
 fn tokenize(
     py: Python<'_>,
@@ -46,6 +54,24 @@ fn tokenize(
     parquet_column: &str,
     invalid_utf8: &str,
     progress: Option<PyRef<'_, PyProgress>>,
+    objective: &str,
+    layout: &str,
+    cls_id: Option<u32>,
+    sep_id: Option<u32>,
+    mask_id: Option<u32>,
+    nsp_block_docs: usize,
+    short_seq_prob: f64,
+    static_masking: bool,
+    dupe_factor: u32,
+    mask_probability: f64,
+    mask_prob: f64,
+    random_prob: f64,
+    mask_strategy: &str,
+    span_p: f64,
+    max_span: u32,
+    max_predictions: Option<usize>,
+    special_ids: Vec<u32>,
+    mlm_json: &str,
 ) -> PyResult<String> {
     let corpus_cfg = corpus_config(format, text_unit, jsonl_field, parquet_column, invalid_utf8)?;
     let last_row = match last_row {
@@ -61,7 +87,39 @@ fn tokenize(
         "near" => Some(DedupConfig::new(Mode::Near).threshold(dedup_threshold).threads(threads.max(1))),
         o => return Err(PyValueError::new_err(format!("unknown dedup mode {o:?} (none, exact, near)"))),
     };
-    let cfg = TokenizeConfig {
+    let mut masking = None;
+    let objective = match objective {
+        "clm" => Objective::Clm,
+        "mlm" => {
+            let layout = match layout {
+                "full_sentence" => Layout::FullSentence,
+                "nsp" => Layout::NspPairs,
+                o => return Err(PyValueError::new_err(format!("unknown MLM layout {o:?} (full_sentence, nsp)"))),
+            };
+            let need = |id: Option<u32>, what: &str| {
+                id.ok_or_else(|| PyValueError::new_err(format!("objective mlm needs {what}")))
+            };
+            if static_masking {
+                // Completed with the vocabulary size once the tokenizer is loaded (GIL released).
+                masking = Some((
+                    need(mask_id, "mask_id with static masking")?,
+                    parse_strategy(mask_strategy, span_p, max_span)?,
+                ));
+            }
+            Objective::Mlm(Box::new(MlmConfig {
+                layout,
+                cls: need(cls_id, "cls_id")?,
+                sep: need(sep_id, "sep_id")?,
+                nsp_block_docs,
+                short_seq_prob,
+                static_masking: None,
+                manifest_info: serde_json::from_str(mlm_json)
+                    .map_err(|e| PyValueError::new_err(format!("mlm_json: {e}")))?,
+            }))
+        }
+        o => return Err(PyValueError::new_err(format!("unknown objective {o:?} (clm, mlm)"))),
+    };
+    let mut cfg = TokenizeConfig {
         seq_len,
         val_fraction,
         seed,
@@ -73,11 +131,22 @@ fn tokenize(
         bos: bos_id,
         pad: pad_id,
         dedup,
+        objective,
     };
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let pattern = pattern.map(Pattern::parse);
     let manifest = run_detached(py, || {
         let tok = Tokenizer::from_file(&tokenizer, pattern)?;
+        if let (Objective::Mlm(m), Some((mask_id, strategy))) = (&mut cfg.objective, masking) {
+            let vocab = u32::try_from(tok.vocab_size()).unwrap_or(u32::MAX);
+            let mask_cfg = MaskConfig::new(mask_id, vocab)
+                .probability(mask_probability)
+                .replacement(mask_prob, random_prob)
+                .strategy(strategy)
+                .special_ids(special_ids)
+                .max_predictions(max_predictions);
+            m.static_masking = Some((mask_cfg, dupe_factor));
+        }
         let files = corpus::discover(&inputs)?;
         run(&files, &corpus_cfg, &tok, &tokenizer, &cfg, config, &out, &progress.0)
     })?;

@@ -56,6 +56,12 @@ pub struct Manifest {
     pub schema_version: u32,
     pub dataprep_version: String,
     pub objective: String,
+    /// MLM only: `full_sentence` or `nsp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// MLM only: special ids, NSP block size, and the static masking configuration (or null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlm: Option<serde_json::Value>,
     pub seq_len: usize,
     pub dtype: Dtype,
     pub tokenizer: TokenizerInfo,
@@ -76,6 +82,11 @@ pub struct StreamState {
     pub next_doc: u64,
     pub carry: Vec<u32>,
     pub carry_starts: Vec<u32>,
+    /// MLM full-sentence packer: word starts of `carry` and whether a boundary `[SEP]` is due.
+    #[serde(default)]
+    pub carry_word_start: Vec<u8>,
+    #[serde(default)]
+    pub carry_pending_sep: bool,
     pub documents: u64,
 }
 

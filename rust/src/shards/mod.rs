@@ -1,7 +1,7 @@
 //! Shard files: Arrow IPC *stream* files (what `pyarrow.ipc.open_stream` memory-maps zero-copy and
 //! what `datasets.Dataset.from_file` opens), one row per packed sequence.
 //!
-//! Schema version 1 (causal LM), also stored in the schema metadata:
+//! Schema version 1 (causal LM; MLM rows are in [`mlm`]), also stored in the schema metadata:
 //! - `input_ids`: `fixed_size_list<uint16 | uint32>[seq_len]` (uint16 when the vocabulary fits);
 //! - `doc_starts`: `list<int32>`, offsets in the row where a document begins;
 //! - `n_tokens`: `int32`, real tokens in the row (`seq_len` except a padded last row).
@@ -10,6 +10,7 @@
 //! exists half-written; its SHA-256 is computed while it is written.
 
 pub mod manifest;
+pub mod mlm;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -112,91 +113,32 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes one shard; rows are buffered into record batches of [`BATCH_ROWS`].
-pub struct ShardWriter {
+/// A shard file being written: temporary name, running SHA-256, renamed into place by `finish`.
+struct IpcFile {
     path: PathBuf,
     tmp: PathBuf,
-    schema: SchemaRef,
-    seq_len: usize,
-    dtype: Dtype,
     writer: StreamWriter<HashingWriter<BufWriter<File>>>,
-    ids: Vec<u32>,
-    offsets: Vec<i32>,
-    starts: Vec<i32>,
-    n_tokens: Vec<i32>,
     rows: u64,
     tokens: u64,
 }
 
-impl ShardWriter {
-    pub fn create(path: &Path, schema: SchemaRef, seq_len: usize, dtype: Dtype) -> Result<Self> {
+impl IpcFile {
+    fn create(path: &Path, schema: &SchemaRef) -> Result<Self> {
         let tmp = temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let sink = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
-        let writer = StreamWriter::try_new(sink, &schema).map_err(|e| Error::input(path, e.to_string()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            tmp,
-            schema,
-            seq_len,
-            dtype,
-            writer,
-            ids: Vec::with_capacity(BATCH_ROWS * seq_len),
-            offsets: vec![0],
-            starts: Vec::new(),
-            n_tokens: Vec::new(),
-            rows: 0,
-            tokens: 0,
-        })
+        let writer = StreamWriter::try_new(sink, schema).map_err(|e| Error::input(path, e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), tmp, writer, rows: 0, tokens: 0 })
     }
 
-    pub fn rows(&self) -> u64 {
-        self.rows + self.n_tokens.len() as u64
-    }
-
-    pub fn push(&mut self, row: &Row<'_>) -> Result<()> {
-        debug_assert_eq!(row.ids.len(), self.seq_len);
-        self.ids.extend_from_slice(row.ids);
-        self.starts.extend(row.doc_starts.iter().map(|&s| s as i32));
-        self.offsets.push(self.starts.len() as i32);
-        self.n_tokens.push(row.n_tokens as i32);
-        self.tokens += row.n_tokens as u64;
-        if self.n_tokens.len() == BATCH_ROWS {
-            self.flush_batch()?;
-        }
-        Ok(())
-    }
-
-    fn flush_batch(&mut self) -> Result<()> {
-        if self.n_tokens.is_empty() {
-            return Ok(());
-        }
-        let values: ArrayRef = match self.dtype {
-            Dtype::Uint16 => Arc::new(UInt16Array::from_iter_values(self.ids.iter().map(|&x| x as u16))),
-            Dtype::Uint32 => Arc::new(UInt32Array::from(std::mem::take(&mut self.ids))),
-        };
-        self.ids.clear();
-        let DataType::FixedSizeList(item, _) = self.schema.field(0).data_type().clone() else {
-            unreachable!("schema built by causal_schema")
-        };
-        let input_ids = FixedSizeListArray::new(item, self.seq_len as i32, values, None);
-        let starts = Int32Array::from(std::mem::take(&mut self.starts));
-        let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
-        let doc_starts =
-            ListArray::new(Arc::new(Field::new("item", DataType::Int32, false)), offsets, Arc::new(starts), None);
-        let n = std::mem::take(&mut self.n_tokens);
-        self.rows += n.len() as u64;
-        let batch = RecordBatch::try_new(
-            self.schema.clone(),
-            vec![Arc::new(input_ids), Arc::new(doc_starts), Arc::new(Int32Array::from(n))],
-        )
-        .map_err(|e| Error::input(&self.path, e.to_string()))?;
+    fn write(&mut self, schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<()> {
+        let batch =
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::input(&self.path, e.to_string()))?;
+        self.rows += batch.num_rows() as u64;
         self.writer.write(&batch).map_err(|e| Error::input(&self.path, e.to_string()))
     }
 
-    /// Completes the file, syncs it and renames it into place.
-    pub fn finish(mut self) -> Result<ShardInfo> {
-        self.flush_batch()?;
+    fn finish(mut self) -> Result<ShardInfo> {
         let path = self.path.clone();
         let io = |e: std::io::Error| Error::io(&path, e);
         self.writer.finish().map_err(|e| Error::input(&path, e.to_string()))?;
@@ -214,8 +156,98 @@ impl ShardWriter {
         })
     }
 
+    fn abort(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+fn ids_array(dtype: Dtype, ids: &mut Vec<u32>) -> ArrayRef {
+    match dtype {
+        Dtype::Uint16 => {
+            let a = Arc::new(UInt16Array::from_iter_values(ids.iter().map(|&x| x as u16)));
+            ids.clear();
+            a
+        }
+        Dtype::Uint32 => Arc::new(UInt32Array::from(std::mem::take(ids))),
+    }
+}
+
+fn list_item(schema: &SchemaRef, col: usize) -> Arc<Field> {
+    match schema.field(col).data_type() {
+        DataType::FixedSizeList(item, _) => item.clone(),
+        _ => unreachable!("column {col} is a fixed-size list by construction"),
+    }
+}
+
+/// Writes one causal shard; rows are buffered into record batches of [`BATCH_ROWS`].
+pub struct ShardWriter {
+    file: IpcFile,
+    schema: SchemaRef,
+    seq_len: usize,
+    dtype: Dtype,
+    ids: Vec<u32>,
+    offsets: Vec<i32>,
+    starts: Vec<i32>,
+    n_tokens: Vec<i32>,
+}
+
+impl ShardWriter {
+    pub fn create(path: &Path, schema: SchemaRef, seq_len: usize, dtype: Dtype) -> Result<Self> {
+        Ok(Self {
+            file: IpcFile::create(path, &schema)?,
+            schema,
+            seq_len,
+            dtype,
+            ids: Vec::with_capacity(BATCH_ROWS * seq_len),
+            offsets: vec![0],
+            starts: Vec::new(),
+            n_tokens: Vec::new(),
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.file.rows + self.n_tokens.len() as u64
+    }
+
+    pub fn push(&mut self, row: &Row<'_>) -> Result<()> {
+        debug_assert_eq!(row.ids.len(), self.seq_len);
+        self.ids.extend_from_slice(row.ids);
+        self.starts.extend(row.doc_starts.iter().map(|&s| s as i32));
+        self.offsets.push(self.starts.len() as i32);
+        self.n_tokens.push(row.n_tokens as i32);
+        self.file.tokens += row.n_tokens as u64;
+        if self.n_tokens.len() == BATCH_ROWS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.n_tokens.is_empty() {
+            return Ok(());
+        }
+        let input_ids = FixedSizeListArray::new(
+            list_item(&self.schema, 0),
+            self.seq_len as i32,
+            ids_array(self.dtype, &mut self.ids),
+            None,
+        );
+        let starts = Int32Array::from(std::mem::take(&mut self.starts));
+        let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
+        let doc_starts =
+            ListArray::new(Arc::new(Field::new("item", DataType::Int32, false)), offsets, Arc::new(starts), None);
+        let n = Int32Array::from(std::mem::take(&mut self.n_tokens));
+        self.file.write(&self.schema, vec![Arc::new(input_ids), Arc::new(doc_starts), Arc::new(n)])
+    }
+
+    /// Completes the file, syncs it and renames it into place.
+    pub fn finish(mut self) -> Result<ShardInfo> {
+        self.flush_batch()?;
+        self.file.finish()
+    }
+
     /// Abandons the shard: the temporary file is removed.
     pub fn abort(self) {
-        let _ = fs::remove_file(&self.tmp);
+        self.file.abort();
     }
 }

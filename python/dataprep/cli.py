@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -48,10 +49,32 @@ CORPUS_OPTIONS = [
 ]
 
 
+CORPUS_KEYS = ("fmt", "text_unit", "jsonl_field", "parquet_column", "invalid_utf8")
+
+
 def corpus_options(f):  # type: ignore[no-untyped-def]
+    """Adds the reading options and hands them to the command as one `corpus` dict of the
+    library's keyword names, so each command passes them on with `**corpus`."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        corpus = {k: kwargs.pop(k) for k in CORPUS_KEYS}
+        corpus["format"] = corpus.pop("fmt")
+        return f(*args, corpus=corpus, **kwargs)
+
     for opt in reversed(CORPUS_OPTIONS):
-        f = opt(f)
-    return f
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def run_or_fail(job, interrupted: str):  # type: ignore[no-untyped-def]
+    """Runs a library call with progress; a bad input or Ctrl-C becomes a one-line error."""
+    try:
+        return run_job(console, job)
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(interrupted)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,39 +138,26 @@ def train_bpe_cmd(
     threads: int | None,
     holdout_every: int,
     tiktoken: bool,
-    fmt: str,
-    text_unit: str,
-    jsonl_field: str,
-    parquet_column: str,
-    invalid_utf8: str,
+    corpus: dict[str, str],
 ) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
-    try:
-        _, stats = run_job(
-            console,
-            lambda progress: train_bpe(
-                inputs,
-                vocab_size,
-                out=out,
-                tiktoken=tiktoken,
-                pattern=pattern,
-                special_tokens=special_tokens,
-                min_frequency=min_frequency,
-                max_token_length=max_token_length,
-                threads=threads,
-                holdout_every=holdout_every,
-                format=fmt,
-                text_unit=text_unit,
-                jsonl_field=jsonl_field,
-                parquet_column=parquet_column,
-                invalid_utf8=invalid_utf8,
-                progress=progress,
-            ),
-        )
-    except (_core.DataprepError, ValueError, OSError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; nothing was written")
+    _, stats = run_or_fail(
+        lambda progress: train_bpe(
+            inputs,
+            vocab_size,
+            out=out,
+            tiktoken=tiktoken,
+            pattern=pattern,
+            special_tokens=special_tokens,
+            min_frequency=min_frequency,
+            max_token_length=max_token_length,
+            threads=threads,
+            holdout_every=holdout_every,
+            **corpus,
+            progress=progress,
+        ),
+        "interrupted; nothing was written",
+    )
 
     table = Table(title="train-bpe", show_header=False, title_justify="left")
     secs = stats["total_seconds"]
@@ -310,63 +320,50 @@ def tokenize_cmd(
     span_p: float,
     max_span: int,
     max_predictions: int | None,
-    fmt: str,
-    text_unit: str,
-    jsonl_field: str,
-    parquet_column: str,
-    invalid_utf8: str,
+    corpus: dict[str, str],
 ) -> None:
     """Tokenize INPUTS into packed Arrow shards in --out (resumable: rerun to continue)."""
     import time
 
     t0 = time.perf_counter()
-    try:
-        m = run_job(
-            console,
-            lambda progress: tokenize(
-                inputs,
-                tokenizer_path,
-                out,
-                seq_len=seq_len,
-                val_fraction=val_fraction,
-                seed=seed,
-                shard_size=shard_size,
-                last_row=last_row,
-                threads=threads,
-                eos_token=eos_token,
-                bos_token=bos_token,
-                use_bos=use_bos,
-                pad_token=pad_token,
-                dedup=dedup,
-                dedup_threshold=dedup_threshold,
-                pattern=pattern,
-                format=fmt,
-                text_unit=text_unit,
-                jsonl_field=jsonl_field,
-                parquet_column=parquet_column,
-                invalid_utf8=invalid_utf8,
-                progress=progress,
-                objective=objective,
-                layout=layout,
-                cls_token=cls_token,
-                sep_token=sep_token,
-                mask_token=mask_token,
-                nsp_block_docs=nsp_block_docs,
-                static_masking=static_masking,
-                dupe_factor=dupe_factor,
-                mask_probability=mask_probability,
-                mask_strategy=mask_strategy,
-                replace_mask=replace_mask,
-                replace_random=replace_random,
-                span_p=span_p,
-                max_span=max_span,
-                max_predictions=max_predictions,
-            ),
-        )
-    except (_core.DataprepError, ValueError, OSError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail(f"interrupted; finished shards are kept: rerun the same command to resume into {out}")
+    m = run_or_fail(
+        lambda progress: tokenize(
+            inputs,
+            tokenizer_path,
+            out,
+            seq_len=seq_len,
+            val_fraction=val_fraction,
+            seed=seed,
+            shard_size=shard_size,
+            last_row=last_row,
+            threads=threads,
+            eos_token=eos_token,
+            bos_token=bos_token,
+            use_bos=use_bos,
+            pad_token=pad_token,
+            dedup=dedup,
+            dedup_threshold=dedup_threshold,
+            pattern=pattern,
+            **corpus,
+            progress=progress,
+            objective=objective,
+            layout=layout,
+            cls_token=cls_token,
+            sep_token=sep_token,
+            mask_token=mask_token,
+            nsp_block_docs=nsp_block_docs,
+            static_masking=static_masking,
+            dupe_factor=dupe_factor,
+            mask_probability=mask_probability,
+            mask_strategy=mask_strategy,
+            replace_mask=replace_mask,
+            replace_random=replace_random,
+            span_p=span_p,
+            max_span=max_span,
+            max_predictions=max_predictions,
+        ),
+        f"interrupted; finished shards are kept: rerun the same command to resume into {out}",
+    )
     secs = time.perf_counter() - t0
     docs = m["documents"]
     table = Table(title=f"tokenize -> {out}", title_justify="left")
@@ -477,11 +474,7 @@ def dedup_cmd(
     threads: int | None,
     memory_mb: int,
     temp_dir: Path | None,
-    fmt: str,
-    text_unit: str,
-    jsonl_field: str,
-    parquet_column: str,
-    invalid_utf8: str,
+    corpus: dict[str, str],
 ) -> None:
     """Remove exact and near-duplicate documents from INPUTS (files or directories)."""
     if mode == "near":
@@ -497,37 +490,28 @@ def dedup_cmd(
             + ("; candidates are verified by exact Jaccard" if verify else ""),
             highlight=False,
         )
-    try:
-        stats = run_job(
-            console,
-            lambda progress: dedup(
-                inputs,
-                out,
-                mode=mode,
-                threshold=threshold,
-                ngram=ngram,
-                num_perm=num_perm,
-                bands=bands,
-                verify=verify,
-                nfc=nfc,
-                whitespace=whitespace,
-                lowercase=lowercase,
-                seed=seed,
-                threads=threads,
-                memory_mb=memory_mb,
-                temp_dir=temp_dir,
-                format=fmt,
-                text_unit=text_unit,
-                jsonl_field=jsonl_field,
-                parquet_column=parquet_column,
-                invalid_utf8=invalid_utf8,
-                progress=progress,
-            ),
-        )
-    except (_core.DataprepError, ValueError, OSError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        fail("interrupted; files already written in the output directory are complete")
+    stats = run_or_fail(
+        lambda progress: dedup(
+            inputs,
+            out,
+            mode=mode,
+            threshold=threshold,
+            ngram=ngram,
+            num_perm=num_perm,
+            bands=bands,
+            verify=verify,
+            nfc=nfc,
+            whitespace=whitespace,
+            lowercase=lowercase,
+            seed=seed,
+            threads=threads,
+            memory_mb=memory_mb,
+            temp_dir=temp_dir,
+            **corpus,
+            progress=progress,
+        ),
+        "interrupted; files already written in the output directory are complete",
+    )
 
     table = Table(title="dedup", show_header=False, title_justify="left")
     secs = stats["total_seconds"]

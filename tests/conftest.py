@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.To
         DEMO, 1000, out=out, special_tokens=["<|endoftext|>", "[MASK]"], holdout_every=0
     )
     return out, tok
+
+
+def kill_9_after_first_shard(args: list[str], out: Path) -> Path:
+    """Runs `dataprep <args> --out <out> --threads 1` in a subprocess and SIGKILLs it as soon as
+    its resume journal exists (a shard was finished). Returns the journal path."""
+    cmd = [sys.executable, "-m", "dataprep.cli", *args, "--out", str(out), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / ".dataprep-journal.json"
+    deadline = time.time() + 60
+    while not journal.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return journal

@@ -6,9 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from conftest import kill_9_after_first_shard
 
 import dataprep
 from dataprep.cli import main
@@ -155,14 +153,7 @@ def test_kill_9_then_resume_gives_identical_output(
     ref = tmp_path / "ref"
     assert CliRunner().invoke(main, [*args, "--out", str(ref)]).exit_code == 0
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dataprep.cli", *args, "--out", str(out), "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = out / ".dataprep-journal.json"
-    deadline = time.time() + 60
-    while not journal.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    journal = kill_9_after_first_shard(args, out)
     assert journal.exists(), "the run ended before any shard was finished; corpus too small"
     assert not (out / "manifest.json").exists()
     done_before = json.loads(journal.read_text())["streams"]

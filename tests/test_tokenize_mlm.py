@@ -9,10 +9,6 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -20,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from conftest import kill_9_after_first_shard
 
 import dataprep
 from dataprep.cli import main
@@ -233,14 +230,7 @@ def test_kill_9_then_resume_gives_identical_output(
     r = CliRunner().invoke(main, [*args, "--out", str(ref)])
     assert r.exit_code == 0, r.output
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dataprep.cli", *args, "--out", str(out), "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = out / ".dataprep-journal.json"
-    deadline = time.time() + 60
-    while not journal.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    journal = kill_9_after_first_shard(args, out)
     assert journal.exists(), "the run ended before any shard was finished; corpus too small"
     assert not (out / "manifest.json").exists()
     r = CliRunner().invoke(main, [*args, "--out", str(out)])

@@ -195,9 +195,9 @@ def tokenize(
         pad_id=pad,
         # Thread count is left out: it never changes the output, so it must not block a resume.
         config_json=json.dumps(config, sort_keys=True),
+        loaded=tok,
         dedup=dedup,
         dedup_threshold=dedup_threshold,
-        pattern=pattern,
         format=format,
         text_unit=text_unit,
         jsonl_field=jsonl_field,
@@ -308,7 +308,7 @@ def _tokenize_mlm(**kw: Any) -> dict[str, Any]:
         pad_id=pad,
         # Thread count is left out: it never changes the output, so it must not block a resume.
         config_json=json.dumps(config, sort_keys=True),
-        pattern=kw["pattern"],
+        loaded=tok,
         format=kw["format"],
         text_unit=kw["text_unit"],
         jsonl_field=kw["jsonl_field"],

@@ -7,24 +7,24 @@ use pyo3::prelude::*;
 
 use super::corpus::corpus_config;
 use super::mask::parse_strategy;
+use super::tokenizer::PyTokenizer;
 use super::{run_detached, PyProgress};
-use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::mask::sequences::Layout;
 use crate::mask::MaskConfig;
 use crate::pack::LastRow;
 use crate::pipeline::tokenize::{tokenize as run, MlmConfig, Objective, TokenizeConfig};
-use crate::pretokenize::Pattern;
 
 /// Tokenizes `inputs` into packed causal-LM or MLM shards in `out`; returns the manifest as JSON
 /// text. `config_json` is recorded in the manifest and decides (with tokenizer and inputs) whether
 /// an existing `out` is resumed; `mlm_json` is the manifest's `mlm` block. With
 /// `objective="mlm"`, `cls_id` and `sep_id` are required, and `mask_id` too with
-/// `static_masking`. See `dataprep.tokenize`.
+/// `static_masking`. `loaded` is the tokenizer already read from the `tokenizer` path, whose
+/// file is copied next to the shards and hashed. See `dataprep.tokenize`.
 #[pyfunction]
 #[pyo3(signature = (inputs, tokenizer, out, *, seq_len, val_fraction, seed, rows_per_shard, last_row, threads,
-    eos_id, bos_id, pad_id, config_json, dedup="none", dedup_threshold=0.8, pattern=None, format="auto", text_unit="file", jsonl_field="text",
+    eos_id, bos_id, pad_id, config_json, loaded, dedup="none", dedup_threshold=0.8, format="auto", text_unit="file", jsonl_field="text",
     parquet_column="text", invalid_utf8="replace", progress=None, objective="clm", layout="full_sentence", cls_id=None,
     sep_id=None, mask_id=None, nsp_block_docs=256, short_seq_prob=0.1, static_masking=false, dupe_factor=1,
     mask_probability=0.15, mask_prob=0.8, random_prob=0.1, mask_strategy="bernoulli", span_p=0.2, max_span=10,
@@ -45,9 +45,9 @@ fn tokenize(
     bos_id: Option<u32>,
     pad_id: u32,
     config_json: &str,
+    loaded: PyRef<'_, PyTokenizer>,
     dedup: &str,
     dedup_threshold: f64,
-    pattern: Option<&str>,
     format: &str,
     text_unit: &str,
     jsonl_field: &str,
@@ -134,9 +134,9 @@ fn tokenize(
         objective,
     };
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
-    let pattern = pattern.map(Pattern::parse);
+    // The tokenizer Python already loaded from `tokenizer` (to find special ids): not parsed twice.
+    let tok = loaded.0.clone();
     let manifest = run_detached(py, || {
-        let tok = Tokenizer::from_file(&tokenizer, pattern)?;
         if let (Objective::Mlm(m), Some((mask_id, strategy))) = (&mut cfg.objective, masking) {
             let vocab = u32::try_from(tok.vocab_size()).unwrap_or(u32::MAX);
             let mask_cfg = MaskConfig::new(mask_id, vocab)

@@ -16,21 +16,25 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# torch: the pin of the `train` extra in pyproject.toml (a ~3 GB CUDA build from PyPI, ~2 min once).
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
-		pytest hypothesis regex tokenizers tiktoken transformers datasets ruff mypy
+		pytest hypothesis regex tokenizers tiktoken transformers datasets ruff mypy \
+		"$$(grep -o 'torch==[0-9.]*' pyproject.toml)"
 	touch $@
 
 install: $(VENV)/.deps  ## build the Rust extension (release) into .venv with test dependencies
 	$(BIN)/maturin develop --release -q
 
-demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect
+demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect -> a tiny GPT trained on them
 	mkdir -p $(OUT)
 	$(BIN)/dataprep train-bpe $(CORPUS) --vocab-size 2000 --special-token '<|endoftext|>' \
 		--holdout-every 10 --out $(OUT)/tokenizer.json
 	$(BIN)/dataprep tokenize $(CORPUS) --tokenizer $(OUT)/tokenizer.json --out $(OUT)/shards \
 		--seq-len 512 --val-fraction 0.1
 	$(BIN)/dataprep inspect $(OUT)/shards --rows 1
+	$(BIN)/python -m train --shards $(OUT)/shards --model tiny --max-steps 200 --micro-batch 16 \
+		--lr 3e-3 --warmup-steps 20 --eval-every 100 --log-every 20 --device cpu --out $(OUT)/run
 
 test: install  ## all tests: Rust (cargo test) and Python (pytest)
 	cargo test --release -q

@@ -1,0 +1,819 @@
+"""Shard streaming for training: manifest-driven reading, a global shuffle, a per-rank step plan.
+
+The pieces, from disk to a micro-batch (the batch contract is in `train/__init__.py`):
+
+    ShardSet      one split of a `dataprep tokenize` directory: rows of all its shards, in
+                  manifest order, behind one global row id; shards memory-mapped on first use
+    GlobalOrder   a seeded permutation of the row ids per epoch, computed for any range of
+                  positions in O(range) time and O(1) memory (a Feistel network), so a billion
+                  rows cost nothing to shuffle and any step can be found without replaying
+    StepPlan      which rows each rank feeds into each micro-batch of each optimizer step
+    make_loader   a DataLoader that yields this rank's micro-batches of one epoch, in order
+
+Step plan. An optimizer step takes the next `G = world_size x grad_accum x micro_batch`
+positions of the epoch's order, so the *set* of rows of step `s` depends only on
+`(seed, epoch, s, G)`, never on how `G` is split into ranks and micro-batches: 1 rank x 8
+micro-batches, 2 x 4 and 8 x 1 train on the same rows (and, with the loss normalized by the
+global target count, take the same update). Every rank runs `ceil(N / G)` steps of `grad_accum`
+micro-batches of exactly `micro_batch` rows: the last, partial step is filled up with filler rows
+(`sample_index` -1, every label -100), so shapes never change and no rank waits for a collective
+that another rank never calls. Each row is used exactly once per epoch.
+
+Slot `j` of a step goes to rank `j % world_size`, so the real rows of a partial step are spread
+evenly over the ranks and the fillers end up in the last micro-batches of each.
+
+Workers. The sampler runs in the training process and hands each DataLoader worker the row ids of
+one micro-batch; the dataset turns them into tensors. Workers never decide which rows they read,
+so no worker count can duplicate or skip a row, and `batch_size=None` keeps the order. Dynamic
+MLM masking is keyed by `(masking.seed, epoch, row id)` (`dataprep.mask_batch`), so the mask of a
+row is the same on any rank, in any batch, after any resume.
+
+>>> plan = StepPlan(10, world_size=2, grad_accum=1, micro_batch=3, shuffle=False)
+>>> plan.steps_per_epoch
+2
+>>> plan.micro_batches(epoch=0, step=1, rank=0).tolist(), plan.micro_batches(0, 1, 1).tolist()
+([[6, 8, -1]], [[7, 9, -1]])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+import dataprep
+
+IGNORE_INDEX = -100  # label of positions that take no loss (torch cross_entropy's default)
+FILLER = -1  # sample_index of a filler row
+
+_M64 = (1 << 64) - 1
+
+
+def steps_per_epoch(num_rows: int, world_size: int, grad_accum: int, micro_batch: int) -> int:
+    """Optimizer steps in one epoch of `num_rows` rows: `ceil(num_rows / global_batch)`.
+
+    The same on every rank (a partial last step is filled up with filler rows).
+
+    >>> steps_per_epoch(1000, world_size=2, grad_accum=4, micro_batch=8)  # 64 rows a step
+    16
+    """
+    global_batch = world_size * grad_accum * micro_batch
+    if global_batch < 1:
+        raise ValueError("world_size, grad_accum and micro_batch must be at least 1")
+    return -(-num_rows // global_batch)
+
+
+# --- shards -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Shard:
+    """An opened shard: record-batch row offsets and zero-copy numpy views of its columns."""
+
+    starts: np.ndarray  # (batches + 1,) first row of each record batch, then the row count
+    # name -> one view per record batch: (rows, width) for fixed-size lists, (rows,) for
+    # scalars, (offsets, values) for variable-length lists
+    columns: dict[str, list[Any]]
+
+
+def _column_view(arr: pa.Array) -> Any:
+    t = arr.type
+    if pa.types.is_fixed_size_list(t):
+        # flatten() honours the array offset (.values does not).
+        return arr.flatten().to_numpy(zero_copy_only=True).reshape(-1, t.list_size)
+    if pa.types.is_list(t):
+        return arr.offsets.to_numpy(), arr.values.to_numpy(zero_copy_only=True)
+    return arr.to_numpy(zero_copy_only=True)
+
+
+class ShardSet:
+    """One split of a shard directory written by `dataprep tokenize`, as one table of rows.
+
+    Global row id `i` is the `i`-th row of the split's shards concatenated in manifest order
+    (the `sample_index` of the batches). Shards are memory-mapped on first use (zero-copy numpy
+    views of the Arrow buffers); a pickled `ShardSet` (a DataLoader worker under `spawn`) carries
+    only the manifest and opens its own maps.
+
+    Attributes:
+        directory, split, manifest: Where and what was read.
+        num_rows, seq_len, objective (`clm`/`mlm`), layout (`full_sentence`/`nsp`, None for
+            CLM), static_masking (the shards hold masked input and a `labels` column),
+            vocab_size, dtype (of `input_ids`).
+        pad_id, eos_id, bos_id, cls_id, sep_id, mask_id: Special ids from the manifest (None
+            where the tokenizer or objective has none; MLM shards record `[SEP]` as eos and
+            `[CLS]` as bos).
+        tokenizer_path: The copy of the tokenizer next to the shards.
+        files: The split's shard paths.
+
+    >>> s = ShardSet("shards/")  # doctest: +SKIP
+    >>> s.gather([5, 0])["input_ids"].shape  # doctest: +SKIP
+    (2, 512)
+    """
+
+    def __init__(self, shards_dir: str | os.PathLike[str], split: str = "train") -> None:
+        self.directory = Path(shards_dir)
+        self.split = split
+        mpath = self.directory / "manifest.json"
+        if not mpath.is_file():
+            raise FileNotFoundError(
+                f"{mpath}: no manifest.json (not a directory written by `dataprep tokenize`, "
+                "or an unfinished run)"
+            )
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{mpath}: not a valid manifest ({e})") from e
+        self.manifest: dict[str, Any] = manifest
+        try:
+            if manifest["schema_version"] != 1:
+                raise ValueError(
+                    f"{mpath}: schema version {manifest['schema_version']}, this trainer reads 1"
+                )
+            splits = manifest["splits"]
+            if split not in splits:
+                raise ValueError(f"{mpath}: no split {split!r} (has: {', '.join(splits)})")
+            info = splits[split]
+            tok = manifest["tokenizer"]
+            mlm = manifest.get("mlm") or {}
+            self.objective: Literal["clm", "mlm"] = manifest["objective"]
+            self.seq_len: int = int(manifest["seq_len"])
+            self.dtype = np.dtype(manifest.get("dtype", "uint32"))
+            self.layout: str | None = manifest.get("layout")
+            self.static_masking: bool = mlm.get("static_masking") is not None
+            self.vocab_size: int = int(tok["vocab_size"])
+            self.eos_id: int | None = tok.get("eos_id")
+            self.bos_id: int | None = tok.get("bos_id")
+            self.pad_id: int | None = mlm.get("pad_id", tok.get("pad_id"))
+            self.cls_id: int | None = mlm.get("cls_id")
+            self.sep_id: int | None = mlm.get("sep_id")
+            self.mask_id: int | None = mlm.get("mask_id")
+            self.tokenizer_path = self.directory / tok["file"]
+            self.files = [self.directory / s["file"] for s in info["shards"]]
+            counts = np.array([int(s["rows"]) for s in info["shards"]], dtype=np.int64)
+            declared = int(info["rows"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{mpath}: not a valid manifest (bad or missing {e})") from e
+        if self.objective not in ("clm", "mlm"):
+            raise ValueError(f"{mpath}: unknown objective {self.objective!r}")
+        # Row id -> shard: shard k holds rows starts[k] .. starts[k + 1].
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.num_rows = int(self._starts[-1])
+        if self.num_rows != declared:
+            raise ValueError(
+                f"{mpath}: split {split!r} says {declared} rows, its shards {self.num_rows}"
+            )
+        missing = [f for f in self.files if not f.is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise FileNotFoundError(f"{missing[0]}: shard listed in {mpath} is missing{more}")
+        self._open: dict[int, _Shard] = {}
+        self._special_ids: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardSet({os.fspath(self.directory)!r}, split={self.split!r}: {self.num_rows} rows "
+            f"x {self.seq_len}, {self.objective}, {len(self.files)} shards)"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_open"] = {}  # memory maps do not pickle; each process opens its own
+        return state
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Every special id of the tokenizer plus the manifest's (never masked, never drawn as
+        a random replacement). Reads the tokenizer copy once."""
+        if self._special_ids is None:
+            ids = {
+                i
+                for i in (self.pad_id, self.eos_id, self.bos_id, self.cls_id, self.sep_id)
+                if i is not None
+            }
+            if self.mask_id is not None:
+                ids.add(self.mask_id)
+            if not self.tokenizer_path.is_file():
+                raise FileNotFoundError(
+                    f"{self.tokenizer_path}: tokenizer copy listed in "
+                    f"{self.directory / 'manifest.json'} is missing"
+                )
+            tok = dataprep.Tokenizer.from_file(
+                os.fspath(self.tokenizer_path), self.manifest.get("config", {}).get("pattern")
+            )
+            ids.update(i for _, i in tok.special_tokens)
+            self._special_ids = tuple(sorted(ids))
+        return self._special_ids
+
+    def _shard(self, k: int) -> _Shard:
+        shard = self._open.get(k)
+        if shard is not None:
+            return shard
+        path = self.files[k]
+        mm = pa.memory_map(os.fspath(path))
+        try:
+            reader = pa.ipc.open_stream(mm)
+            names = reader.schema.names
+            batches = list(reader)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ValueError(f"{path}: not a readable Arrow IPC stream ({e})") from e
+        finally:
+            # NOTE: the arrays keep the mapping alive; closing releases the file descriptor, which
+            # matters with thousands of shards opened by every worker of every rank.
+            mm.close()
+        sizes = [b.num_rows for b in batches]
+        rows = sum(sizes)
+        expected = int(self._starts[k + 1] - self._starts[k])
+        if rows != expected:
+            raise ValueError(f"{path}: {rows} rows, the manifest says {expected}")
+        shard = _Shard(
+            starts=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            columns={n: [_column_view(b.column(n)) for b in batches] for n in names},
+        )
+        if "input_ids" in shard.columns and batches:
+            width = shard.columns["input_ids"][0].shape[1]
+            if width != self.seq_len:
+                raise ValueError(
+                    f"{path}: rows of {width} tokens, the manifest says {self.seq_len}"
+                )
+        self._open[k] = shard
+        return shard
+
+    def gather(
+        self, row_ids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The given rows (global ids, any order, repeats allowed), as fresh numpy arrays.
+
+        Rows are read shard by shard and record batch by record batch in ascending order and
+        returned in the requested order: one fancy index per column per touched record batch.
+        Fixed-size list columns come back `(rows, seq_len)`, scalar columns `(rows,)`, and the
+        `doc_starts` list column as a `(rows, seq_len)` uint8 mask, 1 where a document begins.
+
+        Args:
+            row_ids: Global row ids in `0 .. num_rows`.
+            columns: Column names to read (default: all of the schema).
+        """
+        rows = np.asarray(row_ids, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.num_rows):
+            bad = rows[(rows < 0) | (rows >= self.num_rows)][0]
+            raise IndexError(f"row {bad} out of range for {self.num_rows} rows of {self.split!r}")
+        if self.num_rows == 0:
+            raise IndexError(f"split {self.split!r} has no rows")
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        shard_of = np.searchsorted(self._starts, srt, side="right") - 1
+        # Dtypes and widths from a shard that has rows (the first requested, or row 0's).
+        probe = self._shard(
+            int(np.searchsorted(self._starts, srt[0] if rows.size else 0, "right") - 1)
+        )
+        names = list(columns) if columns is not None else list(probe.columns)
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            if name not in probe.columns:
+                raise KeyError(f"{self.directory}: the {self.split} shards have no column {name!r}")
+            view = probe.columns[name][0]
+            if isinstance(view, tuple):
+                out[name] = np.zeros((rows.size, self.seq_len), dtype=np.uint8)
+            else:
+                out[name] = np.empty((rows.size, *view.shape[1:]), dtype=view.dtype)
+        for a, b in _runs(shard_of):
+            k = int(shard_of[a])
+            shard = self._shard(k)
+            local = srt[a:b] - self._starts[k]
+            batch_of = np.searchsorted(shard.starts, local, side="right") - 1
+            for c, d in _runs(batch_of):
+                j = int(batch_of[c])
+                loc = local[c:d] - shard.starts[j]
+                dest = order[a + c : a + d]
+                for name in names:
+                    view = shard.columns[name][j]
+                    if isinstance(view, tuple):
+                        _scatter_starts(out[name], dest, loc, *view)
+                    else:
+                        out[name][dest] = view[loc]
+        return out
+
+
+def _runs(keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """`(start, stop)` of each run of equal values in a sorted array."""
+    if keys.size == 0:
+        return
+    if keys[0] == keys[-1]:  # the common case: one shard, one record batch
+        yield 0, keys.size
+        return
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    yield from zip([0, *cuts.tolist()], [*cuts.tolist(), keys.size], strict=True)
+
+
+def _scatter_starts(
+    mask: np.ndarray, dest: np.ndarray, loc: np.ndarray, offsets: np.ndarray, values: np.ndarray
+) -> None:
+    """Sets `mask[dest[i], v] = 1` for each offset `v` in list row `loc[i]`, without a row loop."""
+    lo = offsets[loc].astype(np.int64)
+    lens = offsets[loc + 1].astype(np.int64) - lo
+    total = int(lens.sum())
+    if total:
+        # Index of each list element in `values`: row i's run starts at lo[i].
+        first = np.cumsum(lens) - lens
+        idx = np.repeat(lo - first, lens) + np.arange(total)
+        mask[np.repeat(dest, lens), values[idx]] = 1
+
+
+# --- global order -------------------------------------------------------------------------
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finalizer on a Python int (key derivation)."""
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _mix64_np(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on a uint64 array (array arithmetic wraps silently)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class GlobalOrder:
+    """A seeded pseudo-random permutation of `0 .. num_rows` per epoch, evaluated lazily.
+
+    Position `p` of epoch `e` maps to row `P_e(p)`, where `P_e` is a 6-round Feistel network on
+    `2 x ceil(bits / 2)` bits keyed by `(seed, epoch, round)`, with cycle walking (apply again
+    until the value falls below `num_rows`; the domain is under 4 x num_rows, so under 4 rounds
+    on average). Any range of positions costs O(range) time and no memory for the rest, so
+    resuming at step k of a 10^9-row epoch is as cheap as starting it.
+
+    NOTE: a materialized `np.random.permutation` would be simpler but costs 8 bytes per row in
+    every rank and worker (8 GB at 10^9 rows) and O(N) work per epoch. A permutation within
+    shard-sized windows (MosaicML-style shuffle blocks) reads faster from slow storage but mixes
+    less; shards here are memory-mapped local files, so a full shuffle is affordable.
+
+    >>> order = GlobalOrder(10, seed=1)
+    >>> sorted(order.rows(epoch=0).tolist()) == list(range(10))
+    True
+    >>> order.rows(0, 3, 5).tolist() == order.rows(0)[3:5].tolist()
+    True
+    >>> GlobalOrder(10, shuffle=False).rows(0, 2, 5).tolist()
+    [2, 3, 4]
+    """
+
+    ROUNDS = 6
+
+    def __init__(self, num_rows: int, seed: int = 0, shuffle: bool = True) -> None:
+        if num_rows < 0:
+            raise ValueError(f"num_rows must not be negative, got {num_rows}")
+        self.num_rows = num_rows
+        self.seed = seed
+        self.shuffle = shuffle
+        bits = max(2, (num_rows - 1).bit_length())
+        self._half = (bits + 1) // 2
+        self._mask = np.uint64((1 << self._half) - 1)
+
+    def _keys(self, epoch: int) -> list[np.uint64]:
+        base = _mix64(_mix64(self.seed ^ 0x5EED0FDA7A5E7) + epoch)
+        return [np.uint64(_mix64(base + r + 1)) for r in range(self.ROUNDS)]
+
+    def _permute(self, x: np.ndarray, keys: list[np.uint64]) -> np.ndarray:
+        h = np.uint64(self._half)
+        left, right = x >> h, x & self._mask
+        for k in keys:
+            left, right = right, left ^ (_mix64_np(right ^ k) & self._mask)
+        return (left << h) | right
+
+    def rows(self, epoch: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Row ids at positions `start .. stop` (default: to the end) of `epoch`, int64."""
+        stop = self.num_rows if stop is None else stop
+        if not 0 <= start <= stop <= self.num_rows:
+            raise IndexError(f"positions {start}..{stop} out of range for {self.num_rows} rows")
+        if not self.shuffle or self.num_rows <= 1:
+            return np.arange(start, stop, dtype=np.int64)
+        keys = self._keys(epoch)
+        n = np.uint64(self.num_rows)
+        out = self._permute(np.arange(start, stop, dtype=np.uint64), keys)
+        todo = np.flatnonzero(out >= n)
+        while todo.size:
+            out[todo] = self._permute(out[todo], keys)
+            todo = todo[out[todo] >= n]
+        return out.astype(np.int64)
+
+
+# --- step plan ----------------------------------------------------------------------------
+
+
+class StepPlan:
+    """Which rows go into each micro-batch of each rank at each optimizer step.
+
+    Step `s` of epoch `e` takes positions `s*G .. min((s+1)*G, N)` of the epoch's
+    `GlobalOrder` (`G` = `global_batch`); slot `j` of the step goes to rank `j % world_size`,
+    micro-batch `(j // world_size) // micro_batch`. Slots past `N` are fillers (-1).
+
+    Args:
+        num_rows: Rows of the split (`N`), or of `rows` when given.
+        world_size, grad_accum, micro_batch: The split of a global batch.
+        seed, shuffle: The order (`shuffle=False`: positions in row order).
+        rows: Draw from these row ids instead of `0 .. num_rows` (an eval subset).
+    """
+
+    _CHUNK_POSITIONS = 1 << 16
+
+    def __init__(
+        self,
+        num_rows: int,
+        *,
+        world_size: int = 1,
+        grad_accum: int = 1,
+        micro_batch: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        for name, v in [("world_size", world_size), ("grad_accum", grad_accum)]:
+            if v < 1:
+                raise ValueError(f"{name} must be at least 1, got {v}")
+        if micro_batch < 1:
+            raise ValueError(f"micro_batch must be at least 1, got {micro_batch}")
+        if rows is not None and len(rows) != num_rows:
+            raise ValueError(f"{len(rows)} rows given for num_rows={num_rows}")
+        self.num_rows = num_rows
+        self.world_size = world_size
+        self.grad_accum = grad_accum
+        self.micro_batch = micro_batch
+        self.order = GlobalOrder(num_rows, seed, shuffle)
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._cache: tuple[int, int, np.ndarray] | None = None
+
+    @property
+    def global_batch(self) -> int:
+        return self.world_size * self.grad_accum * self.micro_batch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.num_rows, self.world_size, self.grad_accum, self.micro_batch)
+
+    def step_rows(self, epoch: int, step: int) -> np.ndarray:
+        """The real rows of a step (at most `global_batch`), in slot order."""
+        if not 0 <= step < self.steps_per_epoch:
+            raise IndexError(f"step {step} out of range (0..{self.steps_per_epoch - 1})")
+        g = self.global_batch
+        # NOTE: numpy's per-call overhead dominates a Feistel pass over one small step, so
+        # the order is computed for a chunk of steps at a time (~64K positions) and cached.
+        per = max(1, self._CHUNK_POSITIONS // g)
+        chunk = step // per
+        if self._cache is None or self._cache[:2] != (epoch, chunk):
+            a = chunk * per * g
+            self._cache = (epoch, chunk, self.order.rows(epoch, a, min(a + per * g, self.num_rows)))
+        off = (step - chunk * per) * g
+        pos = self._cache[2][off : off + g]
+        return pos.copy() if self._rows is None else self._rows[pos]
+
+    def micro_batches(self, epoch: int, step: int, rank: int) -> np.ndarray:
+        """`(grad_accum, micro_batch)` row ids of `rank` at `step`, -1 for filler rows."""
+        if not 0 <= rank < self.world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {self.world_size}")
+        slots = np.full(self.global_batch, FILLER, dtype=np.int64)
+        real = self.step_rows(epoch, step)
+        slots[: real.size] = real
+        return slots[rank :: self.world_size].reshape(self.grad_accum, self.micro_batch)
+
+
+class StepSampler(Sampler[np.ndarray]):
+    """Yields one rank's micro-batches (arrays of row ids) for steps `start_step .. stop_step`."""
+
+    def __init__(
+        self,
+        plan: StepPlan,
+        *,
+        rank: int,
+        epoch: int,
+        start_step: int = 0,
+        stop_step: int | None = None,
+    ) -> None:
+        stop = plan.steps_per_epoch if stop_step is None else stop_step
+        if not 0 <= start_step <= stop <= plan.steps_per_epoch:
+            raise ValueError(
+                f"steps {start_step}..{stop} out of range for {plan.steps_per_epoch} steps per epoch"
+            )
+        if not 0 <= rank < plan.world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {plan.world_size}")
+        self.plan, self.rank, self.epoch = plan, rank, epoch
+        self.start_step, self.stop_step = start_step, stop
+
+    def __len__(self) -> int:
+        return (self.stop_step - self.start_step) * self.plan.grad_accum
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for step in range(self.start_step, self.stop_step):
+            yield from self.plan.micro_batches(self.epoch, step, self.rank)
+
+
+# --- micro-batches ------------------------------------------------------------------------
+
+
+@dataclass
+class MaskingConfig:
+    """Dynamic MLM masking (see `dataprep.mask_batch`); ignored for statically masked shards."""
+
+    probability: float = 0.15  # share of (non-special) tokens to mask
+    strategy: Literal["bernoulli", "fixed", "whole_word", "span"] = "bernoulli"
+    mask_replace: float = 0.8  # share of masked tokens replaced by [MASK]
+    random_replace: float = 0.1  # share replaced by a random non-special id; the rest keep theirs
+    span_p: float = 0.2  # span: geometric p of span lengths in words (SpanBERT, mean 3.8)
+    max_span: int = 10  # span: longest span in words
+    max_predictions: int | None = None  # fixed: at most this many masked tokens per row
+    seed: int = 0  # with the epoch and the row id, the only source of randomness
+
+
+class MicroBatches(Dataset[dict[str, torch.Tensor]]):
+    """Map-style dataset whose key is the array of row ids of one micro-batch (-1 = filler).
+
+    `dataset[rows]` returns the micro-batch dict of the contract in `train/__init__.py`.
+    Each column is gathered with one numpy fancy index per touched record batch and converted
+    to int64 once; CLM labels, document ids and positions are computed without row loops.
+    """
+
+    def __init__(
+        self,
+        shards: ShardSet,
+        *,
+        epoch: int = 0,
+        masking: MaskingConfig | None = None,
+        doc_mask: bool = False,
+    ) -> None:
+        self.shards = shards
+        self.epoch = epoch
+        self.doc_mask = doc_mask
+        if shards.pad_id is None:
+            raise ValueError(f"{shards.directory}: the manifest records no pad id")
+        self.pad_id = shards.pad_id
+        if shards.objective == "clm":
+            self.masking = None
+            self.columns = ["input_ids", "n_tokens"] + (["doc_starts"] if doc_mask else [])
+            return
+        if doc_mask:
+            raise ValueError(
+                "doc_mask is for causal-LM shards (packed documents); MLM rows are single sequences"
+            )
+        self.columns = ["input_ids", "n_tokens", "token_type_ids", "nsp_label"]
+        if shards.static_masking:
+            self.masking = None  # the shards hold masked input and labels
+            self.columns.append("labels")
+            return
+        self.masking = masking or MaskingConfig()
+        if shards.mask_id is None:
+            raise ValueError(
+                f"{shards.directory}: the tokenizer has no [MASK] token; dynamic masking needs one"
+            )
+        self.columns.append("special_tokens_mask")
+        if self.masking.strategy in ("whole_word", "span"):
+            self.columns.append("word_start")
+        self.special_ids = shards.special_ids  # read here, once, not in every worker
+
+    def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        index = np.array(rows, dtype=np.int64).reshape(-1)  # a copy: it becomes sample_index
+        real = index >= 0
+        full = bool(real.all())
+        real_ids = index if full else index[real]
+        cols = self.shards.gather(real_ids, self.columns)
+        t = self.shards.seq_len
+
+        def place(name: str, fill: int, dtype: type = np.int64, src: Any = None) -> np.ndarray:
+            a = cols[name] if src is None else src
+            if full:
+                return np.ascontiguousarray(a, dtype=dtype)
+            out = np.full((index.size, *a.shape[1:]), fill, dtype=dtype)
+            out[real] = a
+            return out
+
+        n_tokens = place("n_tokens", 0)
+        batch: dict[str, np.ndarray] = {}
+        if self.shards.objective == "clm":
+            ids = place("input_ids", self.pad_id)
+            labels = np.empty_like(ids)
+            # labels[t] = ids[t + 1] while t + 1 is a real token of the row; filler rows have
+            # n_tokens 0, so all their labels are ignored.
+            labels[:, :-1] = np.where(
+                np.arange(t - 1) < n_tokens[:, None] - 1, ids[:, 1:], IGNORE_INDEX
+            )
+            labels[:, -1] = IGNORE_INDEX
+            batch = {"input_ids": ids, "labels": labels, "sample_index": index}
+            if self.doc_mask:
+                starts = place("doc_starts", 0, np.uint8)
+                pos = np.arange(t, dtype=np.int64)
+                # Tokens before the row's first document start continue a document from the
+                # previous row: their positions count from the row start.
+                last_start = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+                batch["position_ids"] = pos - last_start
+                batch["doc_ids"] = np.cumsum(starts, axis=1, dtype=np.int64)
+            return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+        if self.masking is None:
+            ids = place("input_ids", self.pad_id)
+            labels = place("labels", IGNORE_INDEX)
+        else:
+            m = self.masking
+            masked, mlabels = cols["input_ids"], np.empty((0, t), dtype=np.int64)
+            if real_ids.size:
+                masked, mlabels = dataprep.mask_batch(
+                    cols["input_ids"],
+                    real_ids,
+                    mask_token_id=self.shards.mask_id,  # type: ignore[arg-type]
+                    vocab_size=self.shards.vocab_size,
+                    epoch=self.epoch,
+                    seed=m.seed,
+                    special_tokens_mask=cols["special_tokens_mask"],
+                    word_start=cols.get("word_start"),
+                    special_ids=self.special_ids,
+                    probability=m.probability,
+                    mask_replace_prob=m.mask_replace,
+                    random_replace_prob=m.random_replace,
+                    strategy=m.strategy,
+                    span_geometric_p=m.span_p,
+                    max_span=m.max_span,
+                    max_predictions=m.max_predictions,
+                    threads=1,  # NOTE: DataLoader workers are the parallelism
+                )
+            ids = place("input_ids", self.pad_id, src=masked)
+            labels = place("labels", IGNORE_INDEX, src=mlabels)
+        # NOTE: filler rows attend to all their (pad) tokens: a row with no key at all would
+        # give NaN attention weights, and NaN times a zero loss weight is still NaN.
+        attention = (np.arange(t) < n_tokens[:, None]) | ~real[:, None]
+        nsp = place("nsp_label", IGNORE_INDEX)
+        nsp[nsp < 0] = IGNORE_INDEX
+        batch = {
+            "input_ids": ids,
+            "labels": labels,
+            "sample_index": index,
+            "attention_mask": attention.astype(np.int64),
+            "token_type_ids": place("token_type_ids", 0),
+            "nsp_labels": nsp,
+        }
+        return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+# --- loaders ------------------------------------------------------------------------------
+
+
+def _loader(
+    dataset: MicroBatches,
+    sampler: StepSampler,
+    num_workers: int,
+    pin_memory: bool,
+    prefetch_factor: int,
+) -> DataLoader[dict[str, torch.Tensor]]:
+    return DataLoader(
+        dataset,
+        batch_size=None,  # the sampler yields whole micro-batches; also keeps worker order
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+    )
+
+
+def make_loader(
+    shards: ShardSet,
+    *,
+    rank: int,
+    world_size: int,
+    micro_batch: int,
+    grad_accum: int,
+    seed: int,
+    epoch: int,
+    start_step: int = 0,
+    num_workers: int = 0,
+    masking: MaskingConfig | None = None,
+    doc_mask: bool = False,
+    shuffle: bool = True,
+    pin_memory: bool = False,
+    prefetch_factor: int = 4,
+) -> DataLoader[dict[str, torch.Tensor]]:
+    """This rank's micro-batches of `epoch`, steps `start_step .. steps_per_epoch`, in order.
+
+    Yields `grad_accum` micro-batches per optimizer step, each a dict of CPU tensors with
+    exactly `micro_batch` rows (the contract in `train/__init__.py`). `len(loader)` is the
+    number of micro-batches, the same on every rank. Resuming at step k yields exactly the tail
+    of the uninterrupted stream. Make one loader per epoch.
+
+    Args:
+        shards: The training split.
+        rank, world_size: This process among the data-parallel ranks.
+        micro_batch, grad_accum: Rows per forward pass; micro-batches per optimizer step.
+        seed: Seed of the shuffle (the masking seed is `masking.seed`).
+        epoch: Picks the permutation and the dynamic masks.
+        start_step: First optimizer step to yield (resume).
+        num_workers: DataLoader worker processes (0: load in this process).
+        masking: Dynamic MLM masking (default `MaskingConfig()`); unused for CLM or statically
+            masked shards.
+        doc_mask: CLM: add `position_ids` and `doc_ids` from the `doc_starts` column.
+        shuffle: False reads the rows in order (debugging, overfitting tests).
+        pin_memory, prefetch_factor: Passed to the DataLoader (prefetch only with workers).
+
+    >>> loader = make_loader(ShardSet("shards/"), rank=0, world_size=1, micro_batch=8,
+    ...                      grad_accum=4, seed=0, epoch=0)  # doctest: +SKIP
+    >>> next(iter(loader))["input_ids"].shape  # doctest: +SKIP
+    torch.Size([8, 512])
+    """
+    plan = StepPlan(
+        shards.num_rows,
+        world_size=world_size,
+        grad_accum=grad_accum,
+        micro_batch=micro_batch,
+        seed=seed,
+        shuffle=shuffle,
+    )
+    sampler = StepSampler(plan, rank=rank, epoch=epoch, start_step=start_step)
+    dataset = MicroBatches(shards, epoch=epoch, masking=masking, doc_mask=doc_mask)
+    return _loader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
+
+
+def eval_rows(num_rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
+    """The val rows of every evaluation: all (None), or a fixed seeded subset of `max_rows`,
+    sorted (a spread sample; the first rows alone would be the first few documents)."""
+    if max_rows is None or max_rows >= num_rows:
+        return None
+    return np.sort(GlobalOrder(num_rows, seed).rows(0, 0, max_rows))
+
+
+def make_eval_loader(
+    shards: ShardSet,
+    *,
+    rank: int,
+    world_size: int,
+    micro_batch: int,
+    max_rows: int | None = None,
+    masking: MaskingConfig | None = None,
+    doc_mask: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    prefetch_factor: int = 4,
+    seed: int = 0,
+) -> DataLoader[dict[str, torch.Tensor]]:
+    """This rank's share of the val rows: every row once across ranks, no shuffle.
+
+    Every rank gets `ceil(rows / (world_size x micro_batch))` micro-batches (fillers at the
+    end), so collectives after each batch line up. Masks use epoch 0 whatever the training
+    epoch, so successive evaluations see the same inputs and their losses compare.
+
+    Args:
+        max_rows: Evaluate on a fixed subset of this many rows (seeded by `seed`), the same
+            at every evaluation; None for all.
+        Others: as `make_loader`.
+    """
+    subset = eval_rows(shards.num_rows, max_rows, seed)
+    n = shards.num_rows if subset is None else subset.size
+    plan = StepPlan(n, world_size=world_size, micro_batch=micro_batch, shuffle=False, rows=subset)
+    sampler = StepSampler(plan, rank=rank, epoch=0)
+    dataset = MicroBatches(shards, epoch=0, masking=masking, doc_mask=doc_mask)
+    return _loader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
+
+
+def iter_steps(
+    loader: DataLoader[dict[str, torch.Tensor]],
+) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
+    """`(step, micro_batches)` per optimizer step of a `make_loader` loader.
+
+    Having all micro-batches of a step at hand lets the loop count (and all-reduce) the targets
+    of the step before the first backward pass.
+    """
+    sampler = loader.sampler
+    if not isinstance(sampler, StepSampler):
+        raise TypeError("iter_steps needs a loader from make_loader / make_eval_loader")
+    accum = sampler.plan.grad_accum
+    step, group = sampler.start_step, []
+    for mb in loader:
+        group.append(mb)
+        if len(group) == accum:
+            yield step, group
+            step, group = step + 1, []
+
+
+__all__ = [
+    "FILLER",
+    "IGNORE_INDEX",
+    "GlobalOrder",
+    "MaskingConfig",
+    "MicroBatches",
+    "ShardSet",
+    "StepPlan",
+    "StepSampler",
+    "eval_rows",
+    "iter_steps",
+    "make_eval_loader",
+    "make_loader",
+    "steps_per_epoch",
+]

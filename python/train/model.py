@@ -1,0 +1,495 @@
+"""GPT (pre-LN decoder) and BERT (post-LN encoder with MLM/NSP heads), and their size presets.
+
+Both models are parameter-for-parameter the Hugging Face `GPT2LMHeadModel` and
+`BertForPreTraining` / `BertForMaskedLM` architectures, so `train.export` can hand the weights to
+`transformers` and get the same logits. They differ from those classes only in how they are fed
+and what they return: `model(**micro_batch)` takes the micro-batch contract of `train` (see
+`train/__init__.py`) and returns loss *sums* in fp32 (`{"lm": ...}`, plus `{"nsp": ...}` for BERT
+with the NSP head); the loop divides by the global target count of the optimizer step.
+
+Every parameter takes part in every forward, even for a batch whose labels are all -100 (filler
+rows at the end of an epoch): the losses are then 0 with zero gradients, so DDP never waits for a
+gradient that is not coming and `find_unused_parameters` can stay off.
+
+>>> cfg = model_config("tiny", "gpt", vocab_size=1000, max_seq_len=32)
+>>> cfg.vocab_size  # padded up to a multiple of 64
+1024
+>>> model = build_model(cfg)
+>>> ids = torch.randint(0, 1000, (2, 16))
+>>> sorted(model(input_ids=ids, labels=ids))
+['lm']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IGNORE_INDEX = -100
+
+# Fields of the micro-batch contract a model accepts besides `input_ids` and `labels`. Each model
+# uses the ones that apply to it and ignores the rest; any other name is a caller bug (TypeError).
+CONTRACT_FIELDS = frozenset(
+    {"sample_index", "position_ids", "doc_ids", "attention_mask", "token_type_ids", "nsp_labels"}
+)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture hyperparameters; stored in checkpoints with `to_dict()`."""
+
+    arch: str  # "gpt" (causal decoder, CLM) or "bert" (bidirectional encoder, MLM)
+    vocab_size: int  # embedding rows; may exceed the tokenizer's vocabulary (see model_config)
+    max_seq_len: int  # learned position embeddings (GPT-2 `n_positions`)
+    n_layer: int
+    n_head: int
+    d_model: int  # hidden size; a multiple of n_head
+    d_ff: int | None = None  # MLP inner size; None -> 4 * d_model
+    dropout: float = 0.0  # embedding, attention-probability and residual dropout alike
+    nsp_head: bool = False  # BERT only: pooler + next-sentence classifier
+    type_vocab_size: int = 2  # BERT only: token-type (segment) embeddings
+    layer_norm_eps: float | None = None  # None -> 1e-5 (GPT-2) or 1e-12 (BERT)
+    pad_id: int | None = None  # BERT: its embedding row starts at zero (as HF initializes it)
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("gpt", "bert"):
+            raise ValueError(f"arch must be 'gpt' or 'bert', not {self.arch!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} is not a multiple of n_head {self.n_head}")
+        if self.nsp_head and self.arch != "bert":
+            raise ValueError("nsp_head needs arch='bert'")
+        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id {self.pad_id} outside the vocabulary ({self.vocab_size})")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        if self.layer_norm_eps is None:
+            self.layer_norm_eps = 1e-5 if self.arch == "gpt" else 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# Sizes by name. small == base: GPT-2 small (124M) / BERT-base; medium and large are GPT-2's.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"n_layer": 2, "n_head": 2, "d_model": 64},  # unit tests
+    "mini": {"n_layer": 4, "n_head": 4, "d_model": 256},
+    "small": {"n_layer": 12, "n_head": 12, "d_model": 768},
+    "base": {"n_layer": 12, "n_head": 12, "d_model": 768},
+    "medium": {"n_layer": 24, "n_head": 16, "d_model": 1024},
+    "large": {"n_layer": 36, "n_head": 20, "d_model": 1280},
+}
+
+VOCAB_MULTIPLE = 64
+
+
+def model_config(
+    preset: str,
+    arch: str,
+    vocab_size: int,
+    max_seq_len: int,
+    *,
+    pad_vocab: bool = True,
+    **overrides: Any,
+) -> ModelConfig:
+    """A `ModelConfig` from a preset name; `overrides` replace preset (or default) fields.
+
+    The vocabulary is padded up to a multiple of 64: matmuls whose dimensions are multiples of 64
+    use the GPU's tensor cores fully (nanoGPT's 50257 -> 50304 is ~25% faster). The extra ids
+    never occur in the data; their logits only learn to be small. `pad_vocab=False` keeps
+    `vocab_size` as given.
+
+    >>> model_config("mini", "bert", vocab_size=30522, max_seq_len=128, n_layer=2).vocab_size
+    30528
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if pad_vocab:
+        vocab_size = -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    fields = {**PRESETS[preset], "vocab_size": vocab_size, **overrides}
+    return ModelConfig(arch=arch, max_seq_len=max_seq_len, **fields)
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - CONTRACT_FIELDS
+    if unknown:
+        raise TypeError(f"unexpected micro-batch fields: {sorted(unknown)}")
+
+
+def _lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Summed cross-entropy in fp32 over positions whose label is not -100 (0 if none)."""
+    return F.cross_entropy(
+        logits.float().view(-1, logits.size(-1)),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+
+
+class _Module(nn.Module):
+    """What GPT and BERT share: parameter counts, optimizer groups."""
+
+    cfg: ModelConfig
+
+    def _embedding_params(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters counted once (tied weights once); `non_embedding` leaves out the token,
+        position and token-type embedding tables (and so the LM-head weight tied to them)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= sum(p.numel() for p in self._embedding_params())
+        return n
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW groups: weight decay on matrices and embeddings (ndim >= 2), none on biases and
+        LayerNorm weights. Each parameter appears once (`named_parameters` skips tied aliases).
+        """
+        decay, no_decay = [], []
+        for _, p in self.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def _init_linear_and_embedding(self) -> None:
+        std = self.cfg.init_std
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, mean=0.0, std=std)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # HF c_attn (Conv1D, transposed)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)  # HF c_proj
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None,
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class GPTMLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.d_ff is not None
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)  # HF c_fc
+        self.proj = nn.Linear(cfg.d_ff, cfg.d_model)  # HF c_proj
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # GPT-2's "gelu_new" is the tanh approximation.
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.mlp = GPTMLP(cfg)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(_Module):
+    """GPT-2: learned token + position embeddings, pre-LN blocks, final LN, tied LM head.
+
+    Contract fields used: `position_ids`, `doc_ids` (per-document causal attention in packed
+    rows). `attention_mask`, `token_type_ids`, `nsp_labels` and `sample_index` are accepted and
+    ignored: CLM rows are packed or right-padded, and under the causal mask no real token sees
+    the padding after it. (HF GPT-2 adds `wte(token_type_ids)` when given them; we never do.)
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch != "gpt":
+            raise ValueError(f"GPT needs arch='gpt', not {cfg.arch!r}")
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(GPTBlock(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        self._init_linear_and_embedding()
+        # GPT-2: the two residual projections per block add up along depth; scale their init.
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp.proj):
+                nn.init.normal_(
+                    proj.weight, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer)
+                )
+
+    def _embedding_params(self) -> list[nn.Parameter]:
+        return [self.wte.weight, self.wpe.weight]
+
+    def hidden_states(
+        self, input_ids: Tensor, position_ids: Tensor | None = None, doc_ids: Tensor | None = None
+    ) -> Tensor:
+        """Final-LN hidden states (B, T, C)."""
+        T = input_ids.size(1)
+        if self.cfg.max_seq_len < T:
+            raise ValueError(f"sequence length {T} > max_seq_len {self.cfg.max_seq_len}")
+        if position_ids is None:
+            position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        mask = None
+        if doc_ids is not None:
+            # NOTE: an explicit mask rules out the flash kernel (SDPA picks memory-efficient
+            # attention instead); rows without doc_ids keep the is_causal fast path.
+            causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+            same_doc = doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)  # (B, T, T)
+            mask = (same_doc & causal).unsqueeze(1)  # (B, 1, T, T), True = attend
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+    def logits(self, input_ids: Tensor, **fields: Any) -> Tensor:
+        """Full (B, T, vocab_size) logits."""
+        _check_fields(fields)
+        h = self.hidden_states(input_ids, fields.get("position_ids"), fields.get("doc_ids"))
+        return self.lm_head(h)
+
+    def forward(self, input_ids: Tensor, labels: Tensor, **fields: Any) -> dict[str, Tensor]:
+        """Summed next-token loss: `{"lm": fp32 scalar}` over positions with labels != -100.
+
+        Labels are already shifted (labels[t] is the target after input_ids[t]).
+        """
+        return {"lm": _lm_loss(self.logits(input_ids, **fields), labels)}
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward): 6 * N + 12 * n_layer * d_model * seq_len.
+
+        PaLM (Chowdhery et al. 2022, appendix B): N counts every weight a token is multiplied
+        by: the non-embedding parameters (blocks, final LN) plus the LM-head matmul
+        (vocab_size * d_model); embedding lookups are free. The second term is the attention
+        score and value matmuls (QK^T and AV, 2 * 2 * T * d per layer forward, x3 for
+        backward) without discounting the causal mask's zero half, as PaLM and nanoGPT count.
+        """
+        n = self.num_params(non_embedding=True) + self.cfg.vocab_size * self.cfg.d_model
+        return 6.0 * n + 12.0 * self.cfg.n_layer * self.cfg.d_model * seq_len
+
+
+# ---------------------------------------------------------------------------------------------
+# BERT
+
+
+class BertLayer(nn.Module):
+    """Post-LN encoder layer: x = LN(x + attn(x)); x = LN(x + mlp(x)); exact GELU."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.d_ff is not None
+        self.n_head = cfg.n_head
+        self.dropout = cfg.dropout
+        # Fused q, k, v (HF: separate query/key/value Linears; export splits it).
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.attn_out = nn.Linear(cfg.d_model, cfg.d_model)  # HF attention.output.dense
+        self.attn_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)  # HF intermediate.dense
+        self.out = nn.Linear(cfg.d_ff, cfg.d_model)  # HF output.dense
+        self.out_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        x = self.attn_ln(x + self.drop(self.attn_out(y)))
+        return self.out_ln(x + self.drop(self.out(F.gelu(self.fc(x)))))
+
+
+class BERT(_Module):
+    """BERT: word + position + token-type embeddings -> LN -> post-LN encoder -> MLM head
+    (dense, GELU, LN, decoder tied to the word embeddings + bias); with `nsp_head` also the
+    pooler (dense + tanh on [CLS], position 0) and the 2-way next-sentence classifier.
+
+    Contract fields used: `attention_mask` (1 = real token; padding is masked out as keys),
+    `token_type_ids`, `nsp_labels`, `position_ids`. `doc_ids` and `sample_index` are ignored.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch != "bert":
+            raise ValueError(f"BERT needs arch='bert', not {cfg.arch!r}")
+        self.cfg = cfg
+        C = cfg.d_model
+        self.word_emb = nn.Embedding(cfg.vocab_size, C)
+        self.pos_emb = nn.Embedding(cfg.max_seq_len, C)
+        self.type_emb = nn.Embedding(cfg.type_vocab_size, C)
+        self.emb_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.n_layer))
+        # MLM head (HF cls.predictions): transform, then the tied decoder plus an output bias.
+        self.mlm_dense = nn.Linear(C, C)
+        self.mlm_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        if cfg.nsp_head:
+            self.pooler = nn.Linear(C, C)
+            self.nsp = nn.Linear(C, 2)
+        self._init_linear_and_embedding()
+        if cfg.pad_id is not None:
+            with torch.no_grad():
+                self.word_emb.weight[cfg.pad_id].zero_()
+
+    def _embedding_params(self) -> list[nn.Parameter]:
+        return [self.word_emb.weight, self.pos_emb.weight, self.type_emb.weight]
+
+    def hidden_states(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Encoder output (B, T, C)."""
+        T = input_ids.size(1)
+        if self.cfg.max_seq_len < T:
+            raise ValueError(f"sequence length {T} > max_seq_len {self.cfg.max_seq_len}")
+        if position_ids is None:
+            position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
+        x = self.word_emb(input_ids) + self.pos_emb(position_ids)
+        if token_type_ids is None:
+            x = x + self.type_emb.weight[0]
+        else:
+            x = x + self.type_emb(token_type_ids)
+        x = self.drop(self.emb_ln(x))  # (B, T, C)
+        # Key padding mask, broadcast over heads and queries; padded queries still get (unused)
+        # outputs, as in HF. NOTE: a row with no real token (a filler row) attends to every key
+        # instead: a fully masked softmax row is NaN in some SDPA kernels, and NaN * 0 in the
+        # backward would poison the gradients. HF's additive mask makes such rows uniform.
+        mask = None
+        if attention_mask is not None:
+            keep = attention_mask.bool()
+            mask = (keep | ~keep.any(dim=1, keepdim=True))[:, None, None, :]  # (B, 1, 1, T)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+    def _mlm_logits(self, h: Tensor) -> Tensor:
+        h = self.mlm_ln(F.gelu(self.mlm_dense(h)))
+        return F.linear(h, self.word_emb.weight, self.mlm_bias)
+
+    def _nsp_logits(self, h: Tensor) -> Tensor:
+        return self.nsp(torch.tanh(self.pooler(h[:, 0])))  # (B, 2)
+
+    def _encode(self, input_ids: Tensor, fields: dict[str, Any]) -> Tensor:
+        _check_fields(fields)
+        return self.hidden_states(
+            input_ids,
+            fields.get("attention_mask"),
+            fields.get("token_type_ids"),
+            fields.get("position_ids"),
+        )
+
+    def logits(self, input_ids: Tensor, **fields: Any) -> Tensor:
+        """Full (B, T, vocab_size) MLM logits (every position; for eval and export checks)."""
+        return self._mlm_logits(self._encode(input_ids, fields))
+
+    def nsp_logits(self, input_ids: Tensor, **fields: Any) -> Tensor:
+        """(B, 2) next-sentence logits: 0 = B follows A, 1 = B is random."""
+        if not self.cfg.nsp_head:
+            raise ValueError("this model has no NSP head (nsp_head=False)")
+        return self._nsp_logits(self._encode(input_ids, fields))
+
+    def forward(self, input_ids: Tensor, labels: Tensor, **fields: Any) -> dict[str, Tensor]:
+        """Summed losses: `{"lm": ...}` over masked positions (labels != -100), and with the NSP
+        head `{"nsp": ...}` over rows with nsp_labels != -100 (0, still in the graph, when the
+        batch has no `nsp_labels`).
+
+        The MLM head runs only on the labelled positions (~15%): their hidden states are gathered
+        first, which saves most of the head's FLOPs (the vocab_size x d_model decoder dominates
+        a small model's cost).
+        """
+        h = self._encode(input_ids, fields)  # (B, T, C)
+        C = h.size(-1)
+        flat = labels.reshape(-1)
+        # NOTE: nonzero() waits for the GPU (data-dependent shape). Tried-and-kept: the sync is
+        # one per micro-batch, while the full head would cost ~6x the masked-only head.
+        idx = (flat != IGNORE_INDEX).nonzero().squeeze(1)  # (M,)
+        picked = h.reshape(-1, C).index_select(0, idx)  # (M, C); M = 0 is fine
+        out = {"lm": _lm_loss(self._mlm_logits(picked), flat.index_select(0, idx))}
+        if self.cfg.nsp_head:
+            nsp_logits = self._nsp_logits(h)
+            nsp_labels = fields.get("nsp_labels")
+            if nsp_labels is None:
+                out["nsp"] = nsp_logits.float().sum() * 0.0  # keeps the head in the graph (DDP)
+            else:
+                out["nsp"] = F.cross_entropy(
+                    nsp_logits.float(), nsp_labels, ignore_index=IGNORE_INDEX, reduction="sum"
+                )
+        return out
+
+    def flops_per_token(self, seq_len: int, *, mlm_fraction: float = 1.0) -> float:
+        """Training FLOPs per token (forward + backward), PaLM's 6 * N + 12 * n_layer * d_model *
+        seq_len (see `GPT.flops_per_token`).
+
+        N = encoder weights (embedding LN, layers) + mlm_fraction * (MLM transform + decoder
+        matmul vocab_size * d_model), + the pooler and NSP classifier divided by seq_len (they
+        run once per row). The MLM head runs only on the masked positions, so pass the masking
+        rate (e.g. 0.15) for the real count; the default 1.0 is an upper bound. Attention is
+        bidirectional, so its term is exact here.
+        """
+        cfg = self.cfg
+        C = cfg.d_model
+        head = C * C + C + 2 * C + cfg.vocab_size * C + cfg.vocab_size  # dense, LN, decoder+bias
+        pooled = (C * C + C + 2 * C + 2) if cfg.nsp_head else 0
+        encoder = self.num_params(non_embedding=True) - (head - cfg.vocab_size * C) - pooled
+        n = encoder + mlm_fraction * head + pooled / seq_len
+        return 6.0 * n + 12.0 * cfg.n_layer * C * seq_len
+
+
+def build_model(cfg: ModelConfig) -> GPT | BERT:
+    """The model for `cfg.arch`, freshly initialized (GPT-2 / BERT schemes, std cfg.init_std)."""
+    return GPT(cfg) if cfg.arch == "gpt" else BERT(cfg)

@@ -1,0 +1,529 @@
+"""The training loop: `python -m train` (one process) or `torchrun ... -m train` (DDP).
+
+One GPU:                 torchrun --nproc-per-node 1 -m train --shards shards/ --objective clm --model small
+One node, 8 GPUs:        torchrun --nproc-per-node 8 -m train --shards shards/ --objective clm --model small
+Two nodes of 8 GPUs:     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
+                             --rdzv-endpoint HOST:29500 --rdzv-id RUN -m train --shards shards/ ...
+CPU, 2 processes (gloo): torchrun --nproc-per-node 2 -m train --shards shards/ --model tiny --device cpu
+
+How a step is put together, and why:
+- The rows of optimizer step `s` are fixed by the data plan (seed, epoch, `global_batch`), not
+  by the number of ranks; each rank runs `grad_accum` micro-batches of `micro_batch` rows.
+- The loss is a *sum* over targets divided by the number of targets of the whole step on all
+  ranks (one all-reduce of two counts before the backward passes). Averaging per micro-batch
+  (nanoGPT) weights a micro-batch of 3 targets like one of 3,000; with the global count,
+  1 rank x 8 micro-batches, 2 x 4 and 8 x 1 compute the same update.
+- DDP averages gradients over ranks, so each rank scales its loss by `world_size`.
+- A non-finite gradient norm skips the step on every rank (the norm is computed after the
+  all-reduce, so all ranks agree) and the run aborts after `max_bad_steps` in a row.
+- SIGTERM (preemption; torchrun forwards it) sets a flag; ranks agree on it with an all-reduce
+  at the end of the step, save a checkpoint and exit 0. Rerunning the command resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from train import checkpoint, config, data, distributed, model, optim
+from train.config import TrainConfig
+from train.distributed import Dist
+
+# Dense bf16 peak per device (TFLOP/s) for MFU: NVIDIA datasheets, SXM parts, no sparsity.
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+class Stop(Exception):
+    """Raised to end the run early with a message and an exit code (bad config, bad data)."""
+
+
+def peak_flops(cfg: TrainConfig, dev: torch.device) -> float | None:
+    if cfg.peak_tflops is not None:
+        return cfg.peak_tflops * 1e12
+    if dev.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(dev)
+    return next((tf * 1e12 for key, tf in PEAK_TFLOPS.items() if key in name), None)
+
+
+class Metrics:
+    """Rank 0's metric sinks: rich console, `metrics.jsonl`, optional TensorBoard."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int) -> None:
+        self.enabled = enabled
+        self.console = Console(stderr=True, highlight=False)
+        self.path = run_dir / "metrics.jsonl"
+        self.tb: Any = None
+        if not enabled:
+            return
+        if resume_step >= 0 and self.path.exists():
+            # Lines past the checkpoint come from the part of the run that is being redone.
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line and json.loads(line).get("step", 0) <= resume_step
+            ]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, self.path)
+        self.file = open(self.path, "a")  # noqa: SIM115 (closed in close())
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise Stop(
+                    "--tensorboard needs the `tensorboard` package (pip install tensorboard)"
+                ) from e
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def log(self, record: dict[str, Any], line: str | None = None) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tb.add_scalar(key, value, record["step"])
+        if line:
+            self.console.print(line)
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(dev, non_blocking=True) for k, v in batch.items() if k != "sample_index"}
+
+
+def _counts(micro: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Local `[lm targets, nsp targets]` of one step (float64: exact for any realistic count)."""
+    lm = sum(int((b["labels"] != -100).sum()) for b in micro)
+    nsp = sum(int((b["nsp_labels"] != -100).sum()) for b in micro if "nsp_labels" in b)
+    return torch.tensor([lm, nsp], dtype=torch.float64)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, dist: Dist) -> None:
+        self.cfg = cfg
+        self.dist = dist
+        self.dev = dist.device
+        self.run_dir = Path(cfg.out)
+
+        self.shards = data.ShardSet(cfg.shards, "train")
+        has_val = self.shards.manifest["splits"].get("val", {}).get("rows", 0) > 0
+        self.val = data.ShardSet(cfg.shards, "val") if has_val else None
+        objective = self.shards.objective
+        if cfg.objective is not None and cfg.objective != objective:
+            raise Stop(
+                f"{cfg.shards}: the shards are for --objective {objective}, not {cfg.objective}"
+            )
+        self.objective = objective
+        self.grad_accum, self.global_batch = cfg.batch_split(dist.world_size)
+        self.steps_per_epoch = data.steps_per_epoch(
+            self.shards.num_rows, dist.world_size, self.grad_accum, cfg.micro_batch
+        )
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.masking = self._masking()
+
+        nsp = cfg.nsp if cfg.nsp is not None else self.shards.layout == "nsp"
+        self.model_cfg = model.model_config(
+            cfg.model,
+            "gpt" if objective == "clm" else "bert",
+            vocab_size=self.shards.vocab_size,
+            max_seq_len=self.shards.seq_len,
+            dropout=cfg.dropout,
+            **({"nsp_head": nsp, "pad_id": self.shards.pad_id} if objective == "mlm" else {}),
+        )
+        # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway,
+        # but then a 1-rank and a 2-rank run would not start from the same model).
+        torch.manual_seed(cfg.seed)
+        self.model = model.build_model(self.model_cfg).to(self.dev)
+        self.optimizer = optim.build_optimizer(self.model, cfg, self.dev)
+        # Dropout differs per rank (different rows), reproducibly.
+        torch.manual_seed(cfg.seed * 1_000_003 + dist.rank + 1)
+
+        self.step = 0
+        self.resumed_from: Path | None = None
+        if cfg.resume:
+            self._resume()
+
+        self.autocast = self._autocast()
+        net: nn.Module = self.model
+        if cfg.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        if dist.enabled:
+            net = DDP(net, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+        self.net = net
+        self.peak = peak_flops(cfg, self.dev)
+        # BERT's MLM head runs on the masked share of positions only (model.flops_per_token).
+        extra = {"mlm_fraction": cfg.mask_probability} if objective == "mlm" else {}
+        self.flops_per_token = self.model.flops_per_token(self.shards.seq_len, **extra)  # type: ignore[operator]
+        self.stop_requested = False
+
+    # --- set-up helpers ---
+
+    def _masking(self) -> data.MaskingConfig | None:
+        if self.objective != "mlm" or self.shards.static_masking:
+            return None
+        c = self.cfg
+        return data.MaskingConfig(
+            probability=c.mask_probability,
+            strategy=c.mask_strategy,
+            mask_replace=c.mask_replace,
+            random_replace=c.random_replace,
+            span_p=c.span_p,
+            max_span=c.max_span,
+            seed=c.seed,
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.cfg.dtype
+        if dtype == "auto":
+            bf16_ok = self.dev.type == "cuda" and torch.cuda.is_bf16_supported()
+            dtype = "bf16" if bf16_ok else "fp32"
+        self.dtype_name = dtype
+        if dtype == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.dev.type, dtype=torch.bfloat16)
+
+    def _resume(self) -> None:
+        path = checkpoint.latest(self.run_dir)
+        if path is None:
+            return
+        state = checkpoint.load(path)
+        if state["global_batch"] != self.global_batch:
+            raise Stop(
+                f"{path}: saved with --global-batch {state['global_batch']}, now {self.global_batch}: "
+                "the data order would change (set --global-batch to resume on another number of ranks)"
+            )
+        if state["model_config"] != self.model_cfg.to_dict():
+            raise Stop(f"{path}: saved for another model configuration; use another --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        rng = state["rng"]
+        if len(rng) == self.dist.world_size:
+            checkpoint.set_rng_state(rng[self.dist.rank])
+        self.resumed_from = path
+
+    # --- the loop ---
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, step in epoch) of global step `step`: the data position is the step."""
+        return divmod(step, self.steps_per_epoch)
+
+    def micro_batches(self, start: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The micro-batches of every step from `start` on, one list per step, epoch after epoch."""
+        epoch, first = self.position(start)
+        while True:
+            loader = data.make_loader(
+                self.shards,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                micro_batch=self.cfg.micro_batch,
+                grad_accum=self.grad_accum,
+                seed=self.cfg.seed,
+                epoch=epoch,
+                start_step=first,
+                num_workers=self.cfg.num_workers,
+                masking=self.masking,
+                doc_mask=self.cfg.doc_mask,
+                shuffle=self.cfg.shuffle,
+                pin_memory=self.dev.type == "cuda",
+            )
+            it = iter(loader)
+            for _ in range(first, self.steps_per_epoch):
+                yield [next(it) for _ in range(self.grad_accum)]
+            del it
+            epoch, first = epoch + 1, 0
+
+    def train_step(
+        self, micro: list[dict[str, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimizer step. Returns (local loss sums [lm, nsp], global counts, grad norm)."""
+        counts = distributed.all_reduce(_counts(micro))
+        lm_total = max(float(counts[0]), 1.0)
+        nsp_total = max(float(counts[1]), 1.0)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.dev)
+        scale = float(self.dist.world_size)
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.net.no_sync()  # type: ignore[operator]
+            with sync:
+                with self.autocast:
+                    out = self.net(**_to_device(batch, self.dev))
+                loss = out["lm"].float() * (scale / lm_total)
+                if "nsp" in out:
+                    loss = loss + out["nsp"].float() * (scale / nsp_total)
+                loss.backward()
+            sums[0] += out["lm"].detach().double()
+            if "nsp" in out:
+                sums[1] += out["nsp"].detach().double()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        return sums, counts, grad_norm
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        if self.val is None:
+            return None
+        self.model.eval()
+        loader = data.make_eval_loader(
+            self.val,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            micro_batch=self.cfg.micro_batch,
+            max_rows=self.cfg.eval_rows,
+            masking=self.masking,
+            doc_mask=self.cfg.doc_mask,
+        )
+        totals = torch.zeros(4, dtype=torch.float64)
+        for batch in loader:
+            c = _counts([batch])
+            with self.autocast:
+                out = self.model(**_to_device(batch, self.dev))
+            totals += torch.tensor(
+                [
+                    float(out["lm"]),
+                    float(c[0]),
+                    float(out.get("nsp", torch.zeros(()))),
+                    float(c[1]),
+                ],
+                dtype=torch.float64,
+            )
+        self.model.train()
+        distributed.all_reduce(totals)
+        loss = float(totals[0] / max(float(totals[1]), 1.0))
+        result = {
+            "eval_loss": loss,
+            "eval_ppl": math.exp(min(loss, 50.0)),
+            "eval_tokens": int(totals[1]),
+        }
+        if totals[3] > 0:
+            result["eval_nsp_loss"] = float(totals[2] / totals[3])
+        return result
+
+    def save(self, reason: str, metrics: Metrics) -> None:
+        rng = distributed.all_gather_object(checkpoint.rng_state())
+        if not self.dist.is_main:
+            distributed.barrier()
+            return
+        epoch, in_epoch = self.position(self.step)
+        meta = {
+            "step": self.step,
+            "epoch": epoch,
+            "step_in_epoch": in_epoch,
+            "global_batch": self.global_batch,
+            "world_size": self.dist.world_size,
+            "objective": self.objective,
+            "config": self.cfg.to_dict(),
+            "model_config": self.model_cfg.to_dict(),
+            "reason": reason,
+            "time": time.time(),
+        }
+        state = {
+            **meta,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+        }
+        path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.keep_last)
+        metrics.print(f"[green]checkpoint[/] {path} ({reason})")
+        distributed.barrier()
+
+    def run(self) -> int:
+        cfg, dist = self.cfg, self.dist
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        distributed.barrier()
+        metrics = Metrics(
+            self.run_dir, dist.is_main, cfg.tensorboard, self.step if self.resumed_from else -1
+        )
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            return self._loop(metrics)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            metrics.close()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+
+    def _banner(self, metrics: Metrics) -> None:
+        m, s = self.model_cfg, self.shards
+        tokens_per_step = self.global_batch * s.seq_len
+        metrics.print(
+            f"[bold]{m.arch}[/] {self.cfg.model}: {self.model.num_params() / 1e6:.2f}M params, "  # type: ignore[operator]
+            f"{m.n_layer} layers x {m.d_model}, vocab {m.vocab_size} | {self.objective} on "
+            f"{s.num_rows:,} rows x {s.seq_len} | {dist_desc(self.dist)} | batch {self.global_batch} rows "
+            f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.micro_batch} "
+            f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
+            f"{self.dtype_name}{' compiled' if self.cfg.compile else ''}"
+        )
+        if self.resumed_from is not None:
+            epoch, in_epoch = self.position(self.step)
+            metrics.print(
+                f"resumed from {self.resumed_from} (epoch {epoch}, step {in_epoch} of the epoch)"
+            )
+
+    def _loop(self, metrics: Metrics) -> int:
+        cfg = self.cfg
+        self._banner(metrics)
+        if self.step >= self.total_steps:
+            metrics.print(f"already at step {self.step} of {self.total_steps}: nothing to do")
+            return 0
+        self.model.train()
+        tokens_per_step = self.global_batch * self.shards.seq_len
+        interval_sums = torch.zeros(2, dtype=torch.float64, device=self.dev)
+        interval_counts = torch.zeros(2, dtype=torch.float64)
+        interval_steps, wait, bad = 0, 0.0, 0
+        last_norm = 0.0
+        t_interval = time.perf_counter()
+        batches = self.micro_batches(self.step)
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            micro = next(batches)
+            wait += time.perf_counter() - t0
+            optim.set_lr(self.optimizer, optim.lr_at(self.step, cfg, self.total_steps))
+            sums, counts, grad_norm = self.train_step(micro)
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+                bad = 0
+            else:
+                bad += 1
+                metrics.print(
+                    f"[yellow]step {self.step}: non-finite gradient norm, step skipped[/]"
+                )
+                if bad >= cfg.max_bad_steps:
+                    raise Stop(f"{bad} non-finite steps in a row at step {self.step}: stopping")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            interval_sums += sums
+            interval_counts += counts
+            interval_steps += 1
+            last_norm = grad_norm
+
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                distributed.all_reduce(interval_sums)
+                elapsed = time.perf_counter() - t_interval
+                self._log(
+                    metrics,
+                    interval_sums,
+                    interval_counts,
+                    interval_steps,
+                    elapsed,
+                    wait,
+                    last_norm,
+                    tokens_per_step,
+                )
+                interval_sums.zero_()
+                interval_counts.zero_()
+                interval_steps, wait = 0, 0.0
+                t_interval = time.perf_counter()
+
+            done = self.step >= self.total_steps
+            if (cfg.eval_every and self.step % cfg.eval_every == 0) or done:
+                result = self.evaluate()
+                if result is not None:
+                    metrics.log(
+                        {"step": self.step, **result},
+                        f"step {self.step:>6} | [cyan]eval loss {result['eval_loss']:.4f} ppl {result['eval_ppl']:.2f}[/]",
+                    )
+            stop = torch.tensor([float(self.stop_requested)])
+            stop_now = float(distributed.all_reduce(stop, torch.distributed.ReduceOp.MAX)[0]) > 0
+            halt = cfg.halt_at_step is not None and self.step >= cfg.halt_at_step
+            if done or stop_now or halt or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+                reason = (
+                    "end" if done else "SIGTERM" if stop_now else "halt" if halt else "periodic"
+                )
+                self.save(reason, metrics)
+            if stop_now or halt:
+                metrics.print(f"stopped at step {self.step}; rerun the same command to resume")
+                return 0
+        if cfg.export_hf and self.dist.is_main:
+            from train import export
+
+            out = export.export_run(self.run_dir)
+            metrics.print(f"exported to {out}")
+        return 0
+
+    def _log(
+        self,
+        metrics: Metrics,
+        sums: torch.Tensor,
+        counts: torch.Tensor,
+        steps: int,
+        elapsed: float,
+        wait: float,
+        grad_norm: float,
+        tokens_per_step: int,
+    ) -> None:
+        s = sums.cpu()
+        loss = float(s[0] / max(float(counts[0]), 1.0))
+        tokens_per_s = steps * tokens_per_step / elapsed
+        record: dict[str, Any] = {
+            "step": self.step,
+            "epoch": self.position(self.step - 1)[0],
+            "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "grad_norm": grad_norm,
+            "tokens_per_s": tokens_per_s,
+            "data_wait": wait / elapsed,
+            "step_time": elapsed / steps,
+        }
+        if counts[1] > 0:
+            record["nsp_loss"] = float(s[1] / counts[1])
+        mfu = ""
+        if self.peak is not None:
+            record["mfu"] = self.flops_per_token * tokens_per_s / (self.peak * self.dist.world_size)
+            mfu = f" | mfu {record['mfu']:.1%}"
+        nsp = f" nsp {record['nsp_loss']:.4f}" if "nsp_loss" in record else ""
+        metrics.log(
+            record,
+            f"step {self.step:>6}/{self.total_steps} | loss {loss:.4f}{nsp} | lr {record['lr']:.2e} | "
+            f"gnorm {grad_norm:.3f} | {tokens_per_s:,.0f} tok/s{mfu} | data {record['data_wait']:.0%}",
+        )
+
+
+def dist_desc(d: Dist) -> str:
+    backend = "nccl" if d.device.type == "cuda" else "gloo"
+    return f"{d.world_size} x {d.device.type}" + (f" ({backend})" if d.enabled else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m train`; owns set-up and teardown of the process group."""
+    try:
+        cfg = config.parse(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    d = distributed.init(cfg.device)
+    try:
+        return Trainer(cfg, d).run()
+    except (Stop, FileNotFoundError, ValueError) as e:
+        print(f"error (rank {d.rank}): {e}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.shutdown()

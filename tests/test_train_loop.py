@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import dataprep  # noqa: E402
-from train import checkpoint, config, optim  # noqa: E402
+from train import checkpoint, config, model, optim  # noqa: E402
 
 SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -68,7 +68,7 @@ def test_two_ranks_clm_loss_falls_and_resume_is_bit_identical(shards, tmp_path):
     base = [*COMMON, "--shards", str(shards["clm"]), "--objective", "clm", "--max-steps", "10",
             "--num-workers", "1", "--grad-accum", "2"]  # fmt: skip
     full = tmp_path / "full"
-    launch([*base, "--out", str(full)])
+    launch([*base, "--out", str(full), "--export-hf"])
     reference = losses(full)
     assert [s for s, _ in reference] == list(range(1, 11))
     assert reference[-1][1] < reference[0][1] - 0.5, reference
@@ -83,6 +83,23 @@ def test_two_ranks_clm_loss_falls_and_resume_is_bit_identical(shards, tmp_path):
     launch([*base, "--out", str(cut)])  # same command without the halt: resumes at step 4
     assert losses(cut) == reference  # bit-identical: same floats, not just close
 
+    # --export-hf wrote a transformers model that gives our logits.
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(full / "hf").eval()
+    ours = exported_source(full)
+    ids = torch.randint(0, 500, (2, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours.logits(ids), rtol=1e-4, atol=1e-4)
+    assert transformers.AutoTokenizer.from_pretrained(full / "hf").eos_token == "<|endoftext|>"
+
+
+def exported_source(run: Path) -> torch.nn.Module:
+    """The model of the run's latest checkpoint, as the trainer saved it."""
+    state = checkpoint.load(checkpoint.latest(run))
+    m = model.build_model(model.ModelConfig.from_dict(state["model_config"]))
+    m.load_state_dict(state["model"])
+    return m.eval()
+
 
 def test_two_ranks_bert_nsp_trains(shards, tmp_path):
     run = tmp_path / "bert"
@@ -95,6 +112,19 @@ def test_two_ranks_bert_nsp_trains(shards, tmp_path):
     assert all("nsp_loss" in m for m in rows)
     meta = json.loads((checkpoint.latest(run) / "meta.json").read_text())
     assert meta["model_config"]["arch"] == "bert" and meta["model_config"]["nsp_head"]
+
+    transformers = pytest.importorskip("transformers")
+    out = subprocess.run(
+        [sys.executable, "-m", "train.export", str(run), "--out", str(tmp_path / "hf")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == str(tmp_path / "hf")
+    hf = transformers.BertForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(5, 500, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            hf(ids).logits, exported_source(run).logits(ids), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_gradient_accumulation_equivalence(shards, tmp_path):
@@ -115,10 +145,22 @@ def test_gradient_accumulation_equivalence(shards, tmp_path):
                 if key in a:
                     assert a[key] == pytest.approx(b[key], rel=1e-5), (n, key)
         weights = checkpoint.load(checkpoint.latest(runs[n]))["model"]
-        for name, t in ref_weights.items():
-            # Summation order differs, and Adam's first steps move a weight by about +-lr
-            # whatever the gradient's size: 1e-4 is far below lr (3e-3), far above rounding.
-            torch.testing.assert_close(t, weights[name], rtol=0, atol=1e-4, msg=name)
+        assert_same_weights(ref_weights, weights)
+
+    # Stop on 2 ranks, resume on 1: the same global order, the same updates.
+    moved = tmp_path / "moved"
+    launch([*base, "--out", str(moved), "--halt-at-step", "2"], nproc=2)
+    launch([*base, "--out", str(moved)], nproc=1)
+    for (s1, l1), (s2, l2) in zip(losses(runs[1]), losses(moved), strict=True):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-5)
+    assert_same_weights(ref_weights, checkpoint.load(checkpoint.latest(moved))["model"])
+
+
+def assert_same_weights(ref: dict, weights: dict) -> None:
+    for name, t in ref.items():
+        # Summation order differs, and Adam's first steps move a weight by about +-lr whatever
+        # the gradient's size: 1e-4 is far below lr (3e-3), far above rounding.
+        torch.testing.assert_close(t, weights[name], rtol=0, atol=1e-4, msg=name)
 
 
 def test_sigterm_saves_and_resume_finishes(shards, tmp_path):
@@ -183,3 +225,13 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
     assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
     assert lrs[9] == pytest.approx(0.5) and lrs[14] == pytest.approx(0.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bf16_compiled_run(shards, tmp_path):
+    run = tmp_path / "gpu"
+    launch([*COMMON[:-2], "--micro-batch", "8", "--shards", str(shards["clm"]), "--max-steps",
+            "20", "--device", "cuda", "--dtype", "bf16", "--compile", "--out", str(run)], nproc=1)  # fmt: skip
+    rows = [m for m in metrics(run) if "loss" in m]
+    assert rows[-1]["loss"] < rows[0]["loss"] and all(0 < m.get("mfu", 1) < 1 for m in rows)

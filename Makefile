@@ -33,8 +33,8 @@ demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect -> a t
 	$(BIN)/dataprep tokenize $(CORPUS) --tokenizer $(OUT)/tokenizer.json --out $(OUT)/shards \
 		--seq-len 512 --val-fraction 0.1
 	$(BIN)/dataprep inspect $(OUT)/shards --rows 1
-	$(BIN)/python -m train --shards $(OUT)/shards --model tiny --max-steps 200 --micro-batch 16 \
-		--lr 3e-3 --warmup-steps 20 --eval-every 100 --log-every 20 --device cpu --out $(OUT)/run
+	$(BIN)/python -m train --shards $(OUT)/shards --model tiny --max-steps 100 --micro-batch 8 \
+		--lr 3e-3 --warmup-steps 10 --eval-every 50 --log-every 10 --device cpu --out $(OUT)/run
 
 test: install  ## all tests: Rust (cargo test) and Python (pytest)
 	cargo test --release -q

@@ -235,3 +235,24 @@ def test_gpu_bf16_compiled_run(shards, tmp_path):
             "20", "--device", "cuda", "--dtype", "bf16", "--compile", "--out", str(run)], nproc=1)  # fmt: skip
     rows = [m for m in metrics(run) if "loss" in m]
     assert rows[-1]["loss"] < rows[0]["loss"] and all(0 < m.get("mfu", 1) < 1 for m in rows)
+
+
+def test_non_finite_steps_are_skipped_then_stop(shards, tmp_path, monkeypatch):
+    from train import distributed
+    from train import train as trainer
+
+    cfg = config.parse([*COMMON, "--shards", str(shards["clm"]), "--max-steps", "5",
+                        "--max-bad-steps", "2", "--num-workers", "0", "--out", str(tmp_path)])  # fmt: skip
+    t = trainer.Trainer(cfg, distributed.Dist(0, 1, 0, 1, torch.device("cpu")))
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    forward = t.model.forward
+
+    def nan_forward(**batch):
+        out = forward(**batch)
+        return {k: v * float("nan") for k, v in out.items()}
+
+    monkeypatch.setattr(t.model, "forward", nan_forward)
+    with pytest.raises(trainer.Stop, match="2 non-finite steps in a row"):
+        t.run()
+    for name, value in t.model.state_dict().items():
+        assert torch.equal(value, before[name]), name  # no update was applied

@@ -64,7 +64,7 @@ class Metrics:
 
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int) -> None:
         self.enabled = enabled
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.path = run_dir / "metrics.jsonl"
         self.tb: Any = None
         if not enabled:

@@ -39,10 +39,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+import queue
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +53,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import dataprep
+
+T = TypeVar("T")
 
 IGNORE_INDEX = -100  # label of positions that take no loss (torch cross_entropy's default)
 FILLER = -1  # sample_index of a filler row
@@ -682,7 +687,48 @@ def _loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        worker_init_fn=_ignore_sigterm if num_workers > 0 else None,
     )
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """torchrun sends SIGTERM to each rank's whole process group: workers must outlive it so that
+    the rank can finish its step and checkpoint (they exit with the rank anyway)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+_DONE = object()
+
+
+def prefetch(iterable: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterates `iterable` on a background thread, `depth` items ahead.
+
+    The default way batches are made (`num_workers=0`): gathering rows is numpy work and masking
+    runs in Rust without the GIL, so a thread overlaps it with the training step without
+    DataLoader worker processes, whose per-tensor shared-memory hand-off capped a 2-worker
+    loader at 5M tokens/s where one thread makes 80M (BENCHMARKS.md, Trainer).
+    An exception in the thread is raised here.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+
+    def run() -> None:
+        try:
+            for item in iterable:
+                q.put(item)
+        except BaseException as e:  # handed to the consumer
+            q.put(_Failed(e))
+        q.put(_DONE)
+
+    threading.Thread(target=run, daemon=True, name="dataprep-prefetch").start()
+    while (item := q.get()) is not _DONE:
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item
+
+
+@dataclass
+class _Failed:
+    error: BaseException
 
 
 def make_loader(
@@ -815,5 +861,6 @@ __all__ = [
     "iter_steps",
     "make_eval_loader",
     "make_loader",
+    "prefetch",
     "steps_per_epoch",
 ]

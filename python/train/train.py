@@ -252,10 +252,8 @@ class Trainer:
                 shuffle=self.cfg.shuffle,
                 pin_memory=self.dev.type == "cuda",
             )
-            it = iter(loader)
-            for _ in range(first, self.steps_per_epoch):
-                yield [next(it) for _ in range(self.grad_accum)]
-            del it
+            steps = (micro for _, micro in data.iter_steps(loader))
+            yield from steps if self.cfg.num_workers else data.prefetch(steps, self.cfg.prefetch)
             epoch, first = epoch + 1, 0
 
     def train_step(
@@ -444,6 +442,7 @@ class Trainer:
                 t_interval = time.perf_counter()
 
             done = self.step >= self.total_steps
+            t_pause = time.perf_counter()  # evaluation and checkpoints are not training time
             if (cfg.eval_every and self.step % cfg.eval_every == 0) or done:
                 result = self.evaluate()
                 if result is not None:
@@ -459,6 +458,7 @@ class Trainer:
                     "end" if done else "SIGTERM" if stop_now else "halt" if halt else "periodic"
                 )
                 self.save(reason, metrics)
+            t_interval += time.perf_counter() - t_pause
             if stop_now or halt:
                 metrics.print(f"stopped at step {self.step}; rerun the same command to resume")
                 return 0

@@ -70,7 +70,7 @@ impl Tokenizer {
             let start = ids.len();
             self.encode_piece(p.as_bytes(), cache, ids);
             word_start.resize(ids.len(), 0);
-            if ids.len() > start && p.chars().any(char::is_alphanumeric) {
+            if ids.len() > start && has_alphanumeric(p) {
                 word_start[start] = 1;
             }
         };
@@ -220,6 +220,12 @@ impl Tokenizer {
             i = next[i];
         }
     }
+}
+
+/// Whether `p` holds a Unicode alphabetic or numeric character. ASCII bytes are tested first,
+/// without decoding chars: most pieces are ASCII words.
+fn has_alphanumeric(p: &str) -> bool {
+    p.bytes().any(|b| b.is_ascii_alphanumeric()) || (!p.is_ascii() && p.chars().any(char::is_alphanumeric))
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@
 //!   sentence into the chunk or, at the document's end, cut the sentence in two. Labels are
 //!   balanced on any corpus.
 //!
+//! Input is [`Documents`] (flat buffers, no allocation per sentence); A and B are slices of it and
+//! rows are written a column at a time.
+//!
 //! Determinism: the draws of document `d` come from a stream keyed by `(seed, d)` alone, so rows
 //! do not depend on how documents are split across workers.
 
@@ -25,19 +28,157 @@ use super::rng::Rng;
 use super::MaskConfig;
 use crate::error::{Error, Result};
 
-/// A tokenized sentence: ids and, per id, whether it starts a word.
+/// Tokenized documents, flat: one buffer of ids and one of word-start flags (1 where a token starts
+/// a word) for all of them, plus where each sentence and each document ends. A sentence may be
+/// empty. NOTE: a `Vec` per sentence made allocation and cross-thread frees about a tenth of
+/// `tokenize --objective mlm`; flat, a batch of documents costs a few allocations, and the
+/// sentences of a document are contiguous, so any run of them is a slice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Segment {
-    pub ids: Vec<u32>,
-    pub word_start: Vec<u8>,
+pub struct Documents {
+    ids: Vec<u32>,
+    word_start: Vec<u8>,
+    /// End offset in `ids` of each sentence; a sentence starts where the one before ends.
+    sentence_ends: Vec<usize>,
+    /// End index in `sentence_ends` of each document.
+    doc_ends: Vec<usize>,
 }
 
-impl Segment {
-    pub fn new(ids: Vec<u32>, word_start: Vec<u8>) -> Self {
-        debug_assert_eq!(ids.len(), word_start.len());
-        Self { ids, word_start }
+impl Documents {
+    pub fn new() -> Self {
+        Self::default()
     }
 
+    /// Room for `tokens` tokens.
+    pub fn with_capacity(tokens: usize) -> Self {
+        Self { ids: Vec::with_capacity(tokens), word_start: Vec::with_capacity(tokens), ..Self::default() }
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.doc_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.doc_ends.is_empty()
+    }
+
+    /// Empties the documents, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.word_start.clear();
+        self.sentence_ends.clear();
+        self.doc_ends.clear();
+    }
+
+    /// Every token of every document, in order.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The id and word-start buffers: append the tokens of the next sentence to both, then call
+    /// [`Documents::end_sentence`].
+    pub fn tokens_mut(&mut self) -> (&mut Vec<u32>, &mut Vec<u8>) {
+        (&mut self.ids, &mut self.word_start)
+    }
+
+    /// Tokens appended since the last sentence end.
+    pub fn open_sentence_len(&self) -> usize {
+        self.ids.len() - self.sentence_ends.last().copied().unwrap_or(0)
+    }
+
+    /// Ends the sentence made of the tokens appended since the last sentence end.
+    pub fn end_sentence(&mut self) {
+        debug_assert_eq!(self.ids.len(), self.word_start.len());
+        self.sentence_ends.push(self.ids.len());
+    }
+
+    /// Ends the document made of the sentences since the last document end.
+    pub fn end_document(&mut self) {
+        debug_assert_eq!(self.open_sentence_len(), 0, "end the sentence first");
+        self.doc_ends.push(self.sentence_ends.len());
+    }
+
+    /// Appends a sentence to the open document.
+    pub fn push_sentence(&mut self, ids: &[u32], word_start: &[u8]) {
+        debug_assert_eq!(ids.len(), word_start.len());
+        self.ids.extend_from_slice(ids);
+        self.word_start.extend_from_slice(word_start);
+        self.end_sentence();
+    }
+
+    /// Appends a copy of `doc` (of these or other documents) as a new document.
+    pub fn push_document(&mut self, doc: Doc<'_>) {
+        let (first, offset) = (doc.first, self.ids.len());
+        let tokens = doc.span(0, doc.len());
+        self.ids.extend_from_slice(tokens.ids);
+        self.word_start.extend_from_slice(tokens.word_start);
+        self.sentence_ends.extend(doc.ends.iter().map(|&e| e - first + offset));
+        self.end_document();
+    }
+
+    /// Document `d`.
+    pub fn doc(&self, d: usize) -> Doc<'_> {
+        let s0 = if d == 0 { 0 } else { self.doc_ends[d - 1] };
+        let ends = &self.sentence_ends[s0..self.doc_ends[d]];
+        let first = if s0 == 0 { 0 } else { self.sentence_ends[s0 - 1] };
+        Doc { ids: &self.ids, word_start: &self.word_start, first, ends }
+    }
+}
+
+/// One document of [`Documents`]: its sentences, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Doc<'a> {
+    ids: &'a [u32],
+    word_start: &'a [u8],
+    /// Offset of the document's first token in `ids`.
+    first: usize,
+    /// End offset in `ids` of each of its sentences.
+    ends: &'a [usize],
+}
+
+impl<'a> Doc<'a> {
+    /// Number of sentences, empty ones included.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Tokens in the document.
+    pub fn tokens(&self) -> usize {
+        self.ends.last().map_or(0, |&e| e - self.first)
+    }
+
+    fn start(&self, k: usize) -> usize {
+        if k == 0 {
+            self.first
+        } else {
+            self.ends[k - 1]
+        }
+    }
+
+    /// Tokens in sentence `k`.
+    pub fn sentence_len(&self, k: usize) -> usize {
+        self.ends[k] - self.start(k)
+    }
+
+    /// The tokens of sentences `from..to`.
+    pub fn span(&self, from: usize, to: usize) -> Span<'a> {
+        let r = if from < to { self.start(from)..self.ends[to - 1] } else { 0..0 };
+        Span { ids: &self.ids[r.clone()], word_start: &self.word_start[r] }
+    }
+}
+
+/// A run of tokens: ids and, per id, whether it starts a word.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span<'a> {
+    pub ids: &'a [u32],
+    pub word_start: &'a [u8],
+}
+
+impl<'a> Span<'a> {
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -45,10 +186,11 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
-}
 
-/// A document: its sentences in order.
-pub type Document = Vec<Segment>;
+    fn slice(&self, r: std::ops::Range<usize>) -> Span<'a> {
+        Span { ids: &self.ids[r.clone()], word_start: &self.word_start[r] }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Layout {
@@ -145,33 +287,37 @@ impl Rows {
         self.length.is_empty()
     }
 
-    fn push_token(&mut self, id: u32, tt: u8, special: bool, ws: u8) {
-        self.input_ids.push(id);
-        self.token_type_ids.push(tt);
-        self.special_tokens_mask.push(u8::from(special));
-        self.word_start.push(if special { 0 } else { ws });
-    }
-
-    /// Appends `[CLS] a [SEP] (b [SEP])` and padding. `a` and `b` are `(id, word_start)` with
-    /// `u32::MAX`-free ids; a `sep` id inside `a` is marked special (document boundary).
-    fn push_row(&mut self, cfg: &SequenceConfig, a: &[(u32, u8)], b: Option<&[(u32, u8)]>, nsp: i8) {
+    /// Appends `[CLS] a [SEP] (b [SEP])` and padding, a column at a time. A `sep` id inside `a`
+    /// whose word start is [`SEP_MARK`] is a document boundary: marked special, word start 0.
+    fn push_row(&mut self, cfg: &SequenceConfig, a: Span<'_>, b: Option<Span<'_>>, nsp: i8) {
         let start = self.input_ids.len();
-        self.push_token(cfg.cls, 0, true, 0);
-        for &(id, ws) in a {
-            self.push_token(id, 0, id == cfg.sep && ws == SEP_MARK, ws);
-        }
-        self.push_token(cfg.sep, 0, true, 0);
+        let is_boundary = |(&id, &ws): (&u32, &u8)| id == cfg.sep && ws == SEP_MARK;
+        self.input_ids.push(cfg.cls);
+        self.input_ids.extend_from_slice(a.ids);
+        self.input_ids.push(cfg.sep);
+        self.special_tokens_mask.push(1);
+        self.special_tokens_mask.extend(a.ids.iter().zip(a.word_start).map(|t| u8::from(is_boundary(t))));
+        self.special_tokens_mask.push(1);
+        self.word_start.push(0);
+        self.word_start.extend(a.ids.iter().zip(a.word_start).map(|t| if is_boundary(t) { 0 } else { *t.1 }));
+        self.word_start.push(0);
+        self.token_type_ids.resize(start + a.len() + 2, 0);
         if let Some(b) = b {
-            for &(id, ws) in b {
-                self.push_token(id, 1, false, ws);
-            }
-            self.push_token(cfg.sep, 1, true, 0);
+            self.input_ids.extend_from_slice(b.ids);
+            self.input_ids.push(cfg.sep);
+            self.special_tokens_mask.resize(self.input_ids.len() - 1, 0);
+            self.special_tokens_mask.push(1);
+            self.word_start.extend_from_slice(b.word_start);
+            self.word_start.push(0);
+            self.token_type_ids.resize(self.input_ids.len(), 1);
         }
         let len = self.input_ids.len() - start;
         debug_assert!(len <= self.seq_len);
-        for _ in len..self.seq_len {
-            self.push_token(cfg.pad, 0, true, 0);
-        }
+        let end = start + self.seq_len;
+        self.input_ids.resize(end, cfg.pad);
+        self.token_type_ids.resize(end, 0);
+        self.special_tokens_mask.resize(end, 1);
+        self.word_start.resize(end, 0);
         self.length.push(len as u32);
         self.nsp_label.push(nsp);
     }
@@ -183,20 +329,26 @@ const SEP_MARK: u8 = 2;
 /// Streams documents into `FullSentence` rows.
 pub struct FullSentencePacker {
     cfg: SequenceConfig,
-    buf: Vec<(u32, u8)>,
+    /// Tokens of the row being filled, with [`SEP_MARK`] on document-boundary `[SEP]`s.
+    ids: Vec<u32>,
+    word_start: Vec<u8>,
     pending_sep: bool,
 }
 
 impl FullSentencePacker {
     pub fn new(cfg: SequenceConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self { cfg, buf: Vec::new(), pending_sep: false })
+        Ok(Self { cfg, ids: Vec::new(), word_start: Vec::new(), pending_sep: false })
     }
 
     /// A packer that continues from a saved [`FullSentencePacker::carry`].
     pub fn with_carry(cfg: SequenceConfig, ids: &[u32], word_start: &[u8], pending_sep: bool) -> Result<Self> {
         let mut p = Self::new(cfg)?;
-        p.buf = ids.iter().copied().zip(word_start.iter().copied()).collect();
+        if ids.len() != word_start.len() {
+            return Err(Error::Config("saved packer carry: ids and word starts differ in length".into()));
+        }
+        p.ids = ids.to_vec();
+        p.word_start = word_start.to_vec();
         p.pending_sep = pending_sep;
         Ok(p)
     }
@@ -204,7 +356,7 @@ impl FullSentencePacker {
     /// The whole state a resumed run needs: tokens not yet in a row (ids, word starts with the
     /// document-boundary mark), and whether a boundary `[SEP]` is due before the next sentence.
     pub fn carry(&self) -> (Vec<u32>, Vec<u8>, bool) {
-        (self.buf.iter().map(|t| t.0).collect(), self.buf.iter().map(|t| t.1).collect(), self.pending_sep)
+        (self.ids.clone(), self.word_start.clone(), self.pending_sep)
     }
 
     fn cap(&self) -> usize {
@@ -212,34 +364,42 @@ impl FullSentencePacker {
     }
 
     fn flush(&mut self, out: &mut Rows) {
-        if !self.buf.is_empty() {
-            out.push_row(&self.cfg, &self.buf, None, -1);
-            self.buf.clear();
+        if !self.ids.is_empty() {
+            out.push_row(&self.cfg, Span { ids: &self.ids, word_start: &self.word_start }, None, -1);
+            self.ids.clear();
+            self.word_start.clear();
         }
         self.pending_sep = false;
     }
 
     /// Adds one document's sentences; full rows go to `out`.
-    pub fn push_document(&mut self, doc: &[Segment], out: &mut Rows) {
+    pub fn push_document(&mut self, doc: Doc<'_>, out: &mut Rows) {
         let mut any = false;
-        for seg in doc.iter().filter(|s| !s.is_empty()) {
+        for k in 0..doc.len() {
+            let mut rest = doc.span(k, k + 1);
+            if rest.is_empty() {
+                continue;
+            }
             any = true;
-            let need = seg.len() + usize::from(self.pending_sep);
-            if self.buf.len() + need > self.cap() {
+            if self.ids.len() + rest.len() + usize::from(self.pending_sep) > self.cap() {
                 self.flush(out);
             }
             if self.pending_sep {
-                self.buf.push((self.cfg.sep, SEP_MARK));
+                self.ids.push(self.cfg.sep);
+                self.word_start.push(SEP_MARK);
                 self.pending_sep = false;
             }
-            for (&id, &ws) in seg.ids.iter().zip(&seg.word_start) {
-                if self.buf.len() == self.cap() {
+            while !rest.is_empty() {
+                if self.ids.len() == self.cap() {
                     self.flush(out); // a sentence longer than a row: cut it
                 }
-                self.buf.push((id, ws));
+                let take = rest.len().min(self.cap() - self.ids.len());
+                self.ids.extend_from_slice(&rest.ids[..take]);
+                self.word_start.extend_from_slice(&rest.word_start[..take]);
+                rest = rest.slice(take..rest.len());
             }
         }
-        if any && !self.buf.is_empty() {
+        if any && !self.ids.is_empty() {
             self.pending_sep = true;
         }
     }
@@ -250,19 +410,10 @@ impl FullSentencePacker {
     }
 }
 
-/// Tokens of sentences `idx` of `doc`, in order.
-fn flatten_at(doc: &[Segment], idx: &[usize]) -> Vec<(u32, u8)> {
-    let mut out = Vec::with_capacity(idx.iter().map(|&k| doc[k].len()).sum());
-    for &k in idx {
-        out.extend(doc[k].ids.iter().copied().zip(doc[k].word_start.iter().copied()));
-    }
-    out
-}
-
 /// Trims the pair to `max` tokens, one token at a time from the longer side, front or back.
 /// The cuts are counted first and applied once (a `remove(0)` per token was quadratic on long
 /// sentences); the draws and the result are those of the token-by-token rule.
-fn truncate_pair(a: &mut Vec<(u32, u8)>, b: &mut Vec<(u32, u8)>, max: usize, rng: &mut Rng) {
+fn truncate_pair<'a>(a: Span<'a>, b: Span<'a>, max: usize, rng: &mut Rng) -> (Span<'a>, Span<'a>) {
     let (mut a_front, mut a_len, mut b_front, mut b_len) = (0, a.len(), 0, b.len());
     while a_len + b_len > max {
         let (front, len) = if a_len > b_len { (&mut a_front, &mut a_len) } else { (&mut b_front, &mut b_len) };
@@ -271,32 +422,32 @@ fn truncate_pair(a: &mut Vec<(u32, u8)>, b: &mut Vec<(u32, u8)>, max: usize, rng
         }
         *len -= 1;
     }
-    a.truncate(a_front + a_len);
-    a.drain(..a_front);
-    b.truncate(b_front + b_len);
-    b.drain(..b_front);
+    (a.slice(a_front..a_front + a_len), b.slice(b_front..b_front + b_len))
 }
 
 /// Domain constant that keeps the NSP stream apart from masking streams with the same seed.
 const NSP_DOMAIN: u64 = 0x4e53_5020_7061_6972; // "NSP pair"
 
-/// NSP rows of document `d` of `docs` (see the module docs), appended to `out`.
+/// NSP rows of document `d` of `docs` (see the module docs), appended to `out`. `nonempty` lists,
+/// in order, the documents that hold a token. A and B are slices of the documents: the sentences
+/// of a chunk are contiguous (empty ones hold no tokens).
 #[allow(clippy::many_single_char_names)]
-pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: usize, seed: u64, out: &mut Rows) {
-    let doc = &docs[d];
+pub fn nsp_rows(cfg: &SequenceConfig, docs: &Documents, nonempty: &[usize], d: usize, seed: u64, out: &mut Rows) {
+    let doc = docs.doc(d);
     let mut rng = Rng::keyed(&[seed, NSP_DOMAIN, d as u64]);
     let max_tokens = cfg.seq_len - 3;
     let target = if rng.chance(cfg.short_seq_prob) { 2 + rng.below_usize(max_tokens - 1) } else { max_tokens };
-    let others = nonempty.len() - usize::from(nonempty.contains(&d));
+    let pos_d = nonempty.binary_search(&d);
+    let others = nonempty.len() - usize::from(pos_d.is_ok());
     let mut chunk: Vec<usize> = Vec::new();
     let mut chunk_len = 0;
     // The label of the current chunk, drawn once even when the chunk grows after the draw.
     let mut decided: Option<bool> = None;
     let mut i = 0;
     while i < doc.len() {
-        if !doc[i].is_empty() {
+        if doc.sentence_len(i) > 0 {
             chunk.push(i);
-            chunk_len += doc[i].len();
+            chunk_len += doc.sentence_len(i);
         }
         let last = i + 1 == doc.len();
         if chunk.is_empty() || !(last || chunk_len >= target) {
@@ -309,27 +460,28 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
             continue;
         }
         let a_end = if chunk.len() >= 2 { 1 + rng.below_usize(chunk.len() - 1) } else { 1 };
-        let mut a = flatten_at(doc, &chunk[..a_end]);
-        let (mut b, label) = if random {
+        let mut a = doc.span(chunk[0], chunk[a_end - 1] + 1);
+        let (b, label) = if random {
             let target_b = target.saturating_sub(a.len()).max(1);
             // Uniform over the non-empty documents other than d (`nonempty` is sorted).
             let mut k = rng.below_usize(others);
-            if let Ok(pos_d) = nonempty.binary_search(&d) {
+            if let Ok(pos_d) = pos_d {
                 k += usize::from(k >= pos_d);
             }
-            let other = &docs[nonempty[k]];
-            let mut b = Vec::new();
-            let mut k = rng.below_usize(other.len());
-            while k < other.len() && b.len() < target_b {
-                b.extend(other[k].ids.iter().copied().zip(other[k].word_start.iter().copied()));
+            let other = docs.doc(nonempty[k]);
+            // Whole sentences from a random one on, until B reaches its target length.
+            let first = rng.below_usize(other.len());
+            let (mut k, mut b_len) = (first, 0);
+            while k < other.len() && b_len < target_b {
+                b_len += other.sentence_len(k);
                 k += 1;
             }
             if a_end < chunk.len() {
                 i = chunk[a_end] - 1; // unused sentences go back
             }
-            (b, 1)
+            (other.span(first, k), 1)
         } else if chunk.len() >= 2 {
-            (flatten_at(doc, &chunk[a_end..]), 0)
+            (doc.span(chunk[a_end], chunk[chunk.len() - 1] + 1), 0)
         } else {
             // One sentence at the document's end: cut it in two.
             let n = a.len();
@@ -341,11 +493,13 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &[Document], nonempty: &[usize], d: 
                 continue;
             }
             let cut = 1 + rng.below_usize(n - 1);
-            (a.split_off(cut), 0)
+            let b = a.slice(cut..n);
+            a = a.slice(0..cut);
+            (b, 0)
         };
-        truncate_pair(&mut a, &mut b, max_tokens, &mut rng);
+        let (a, b) = truncate_pair(a, b, max_tokens, &mut rng);
         if !a.is_empty() && !b.is_empty() {
-            out.push_row(cfg, &a, Some(&b), label);
+            out.push_row(cfg, a, Some(b), label);
         }
         chunk.clear();
         chunk_len = 0;
@@ -385,20 +539,25 @@ pub fn mask_rows(
     Ok((ids, labels))
 }
 
+/// The documents that hold at least one token, in order (NSP draws random Bs from them).
+pub fn nonempty_docs(docs: &Documents) -> Vec<usize> {
+    (0..docs.len()).filter(|&d| docs.doc(d).tokens() > 0).collect()
+}
+
 /// Builds all rows of `docs` in the configured layout.
-pub fn build_sequences(cfg: &SequenceConfig, docs: &[Document], seed: u64) -> Result<Rows> {
+pub fn build_sequences(cfg: &SequenceConfig, docs: &Documents, seed: u64) -> Result<Rows> {
     cfg.validate()?;
     let mut out = Rows::new(cfg.seq_len);
     match cfg.layout {
         Layout::FullSentence => {
             let mut p = FullSentencePacker::new(cfg.clone())?;
-            for doc in docs {
-                p.push_document(doc, &mut out);
+            for d in 0..docs.len() {
+                p.push_document(docs.doc(d), &mut out);
             }
             p.finish(&mut out);
         }
         Layout::NspPairs => {
-            let nonempty: Vec<usize> = (0..docs.len()).filter(|&d| docs[d].iter().any(|s| !s.is_empty())).collect();
+            let nonempty = nonempty_docs(docs);
             if nonempty.len() < 2 {
                 return Err(Error::Config("sentence pairs with NSP need at least two non-empty documents".into()));
             }
@@ -419,25 +578,65 @@ mod tests {
     const PAD: u32 = 0;
 
     /// Token id = `doc * 1_000_000 + sentence * 1000 + position`: every token names its origin.
-    fn corpus(n_docs: usize, seed: u64) -> Vec<Document> {
+    fn corpus(n_docs: usize, seed: u64) -> Documents {
         let mut r = Rng::keyed(&[seed]);
-        (0..n_docs)
-            .map(|d| {
-                (0..=(r.below(12) as usize))
-                    .map(|s| {
-                        let n = 1 + r.below(40) as usize;
-                        let ids = (0..n).map(|k| (d * 1_000_000 + s * 1000 + k + 10) as u32).collect();
-                        let ws = (0..n).map(|k| u8::from(k % 2 == 0)).collect();
-                        Segment::new(ids, ws)
-                    })
-                    .collect()
-            })
-            .collect()
+        let mut docs = Documents::new();
+        for d in 0..n_docs {
+            for s in 0..=(r.below(12) as usize) {
+                let n = 1 + r.below(40) as usize;
+                let ids: Vec<u32> = (0..n).map(|k| (d * 1_000_000 + s * 1000 + k + 10) as u32).collect();
+                let ws: Vec<u8> = (0..n).map(|k| u8::from(k % 2 == 0)).collect();
+                docs.push_sentence(&ids, &ws);
+            }
+            docs.end_document();
+        }
+        docs
+    }
+
+    /// Documents `range` of `docs`, copied.
+    fn slice(docs: &Documents, range: std::ops::Range<usize>) -> Documents {
+        let mut out = Documents::new();
+        for d in range {
+            out.push_document(docs.doc(d));
+        }
+        out
     }
 
     fn origin(id: u32) -> (u32, u32, u32) {
         let x = id - 10;
         (x / 1_000_000, (x / 1000) % 1000, x % 1000)
+    }
+
+    #[test]
+    fn documents_index_sentences_and_copy_documents() {
+        let mut docs = Documents::new();
+        docs.push_sentence(&[], &[]);
+        docs.push_sentence(&[11, 12], &[1, 0]);
+        docs.end_sentence(); // empty
+        docs.end_document();
+        docs.end_document(); // no sentence at all
+        docs.push_sentence(&[13], &[1]);
+        docs.end_document();
+        assert_eq!(docs.len(), 3);
+        let d = docs.doc(0);
+        assert_eq!((d.len(), d.tokens(), d.sentence_len(0), d.sentence_len(1)), (3, 2, 0, 2));
+        assert_eq!(d.span(0, 3).ids, &[11, 12]);
+        assert_eq!(d.span(1, 2).word_start, &[1, 0]);
+        assert!(d.span(2, 3).is_empty() && docs.doc(1).is_empty());
+        assert_eq!(docs.doc(2).span(0, 1).ids, &[13]);
+        assert_eq!(nonempty_docs(&docs), vec![0, 2]);
+
+        let many = corpus(9, 5);
+        assert_eq!(slice(&many, 0..9), many);
+        let part = slice(&many, 3..6);
+        for d in 0..3 {
+            let (a, b) = (part.doc(d), many.doc(d + 3));
+            assert_eq!(a.len(), b.len());
+            for k in 0..a.len() {
+                assert_eq!(a.span(k, k + 1).ids, b.span(k, k + 1).ids);
+                assert_eq!(a.span(k, k + 1).word_start, b.span(k, k + 1).word_start);
+            }
+        }
     }
 
     #[test]
@@ -466,7 +665,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, docs.iter().flat_map(|d| d.iter().flat_map(|s| s.ids.clone())).collect::<Vec<_>>());
+        assert_eq!(seen, docs.ids());
     }
 
     #[test]
@@ -476,13 +675,13 @@ mod tests {
         let all = build_sequences(&cfg, &docs, 0).unwrap();
         let mut out = Rows::new(48);
         let mut p = FullSentencePacker::new(cfg.clone()).unwrap();
-        for d in &docs[..7] {
-            p.push_document(d, &mut out);
+        for d in 0..7 {
+            p.push_document(docs.doc(d), &mut out);
         }
         let (ids, ws, sep) = p.carry();
         let mut p = FullSentencePacker::with_carry(cfg, &ids, &ws, sep).unwrap();
-        for d in &docs[7..] {
-            p.push_document(d, &mut out);
+        for d in 7..docs.len() {
+            p.push_document(docs.doc(d), &mut out);
         }
         p.finish(&mut out);
         assert_eq!(out.input_ids, all.input_ids);
@@ -546,6 +745,6 @@ mod tests {
         let b = build_sequences(&cfg, &docs, 1).unwrap();
         assert_eq!(a.input_ids, b.input_ids);
         assert_ne!(a.input_ids, build_sequences(&cfg, &docs, 2).unwrap().input_ids);
-        assert!(build_sequences(&cfg, &docs[..1], 1).is_err());
+        assert!(build_sequences(&cfg, &slice(&docs, 0..1), 1).is_err());
     }
 }

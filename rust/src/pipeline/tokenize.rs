@@ -34,7 +34,9 @@ use crate::dedup::{find_duplicates, DedupConfig, DedupStats};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::mask::sentences::split_sentences;
-use crate::mask::sequences::{nsp_rows, Document, FullSentencePacker, Layout, Rows, Segment, SequenceConfig};
+use crate::mask::sequences::{
+    nonempty_docs, nsp_rows, Doc, Documents, FullSentencePacker, Layout, Rows, SequenceConfig,
+};
 use crate::mask::{mask_sequence, MaskConfig};
 use crate::pack::{LastRow, Packer};
 use crate::progress::Progress;
@@ -47,14 +49,14 @@ use crate::shards::{causal_schema, Dtype, ShardWriter, SCHEMA_VERSION};
 
 const SPLITS: [&str; 2] = ["train", "val"];
 
-/// An encoded document: token ids (causal) or sentences with word starts (MLM).
-enum Doc {
-    Ids(Vec<u32>),
-    Sentences(Document),
+/// The documents of an encoded batch: token ids (causal) or sentences with word starts (MLM).
+enum EncodedDocs {
+    Ids(Vec<Vec<u32>>),
+    Sentences(Documents),
 }
 
-/// An encoded batch: (sequence number, [(document index, split, document)]).
-type Encoded = (u64, Vec<(u64, usize, Doc)>);
+/// An encoded batch: sequence number, (document index, split) of each document, the documents.
+type Encoded = (u64, Vec<(u64, usize)>, EncodedDocs);
 
 /// What the rows are built for.
 #[derive(Debug, Clone)]
@@ -154,7 +156,7 @@ struct MlmSplit {
     /// Full-sentence layout only.
     packer: Option<FullSentencePacker>,
     /// NSP only: the documents of the current block.
-    block: Vec<Document>,
+    block: Documents,
     /// Rows built and not yet written (scratch).
     rows: Rows,
     /// Rows written so far, before duplication: the masking index of the next row.
@@ -184,14 +186,18 @@ impl Writer<'_> {
         self.out.join(format!("{}-{:05}.arrow", split.name, split.state.shards.len()))
     }
 
-    fn add_doc(&mut self, s: usize, index: u64, doc: Doc) -> Result<()> {
-        match doc {
-            Doc::Ids(ids) => self.add_ids(s, index, &ids),
-            Doc::Sentences(doc) => self.add_sentences(s, index, doc),
+    /// Adds the documents of one batch, in input order.
+    fn add_batch(&mut self, meta: &[(u64, usize)], docs: &EncodedDocs) -> Result<()> {
+        for (k, &(index, s)) in meta.iter().enumerate() {
+            match docs {
+                EncodedDocs::Ids(ids) => self.add_ids(s, index, &ids[k])?,
+                EncodedDocs::Sentences(docs) => self.add_sentences(s, index, docs.doc(k))?,
+            }
         }
+        Ok(())
     }
 
-    fn add_sentences(&mut self, s: usize, index: u64, doc: Document) -> Result<()> {
+    fn add_sentences(&mut self, s: usize, index: u64, doc: Doc<'_>) -> Result<()> {
         let cfg = self.cfg;
         let m = cfg.mlm().expect("sentences only for MLM");
         let split = &mut self.splits[s];
@@ -199,11 +205,11 @@ impl Writer<'_> {
         let ms = split.mlm.as_mut().expect("MLM state");
         let boundary = match m.layout {
             Layout::FullSentence => {
-                ms.packer.as_mut().expect("full-sentence packer").push_document(&doc, &mut ms.rows);
+                ms.packer.as_mut().expect("full-sentence packer").push_document(doc, &mut ms.rows);
                 true
             }
             Layout::NspPairs => {
-                ms.block.push(doc);
+                ms.block.push_document(doc);
                 let full = ms.block.len() >= m.nsp_block_docs;
                 if full {
                     let block = split.documents.div_ceil(m.nsp_block_docs as u64) - 1;
@@ -385,8 +391,8 @@ impl Writer<'_> {
 }
 
 /// NSP rows of one block of documents; a random B comes from another document of the block.
-fn nsp_block(seq: &SequenceConfig, block: &[Document], seed: u64, out: &mut Rows) {
-    let nonempty: Vec<usize> = (0..block.len()).filter(|&d| block[d].iter().any(|x| !x.is_empty())).collect();
+fn nsp_block(seq: &SequenceConfig, block: &Documents, seed: u64, out: &mut Rows) {
+    let nonempty = nonempty_docs(block);
     for d in 0..block.len() {
         nsp_rows(seq, block, &nonempty, d, seed, out);
     }
@@ -503,7 +509,7 @@ pub fn tokenize(
                 let dupes = m.static_masking.as_ref().map_or(1, |x| u64::from(x.1));
                 Some(MlmSplit {
                     packer,
-                    block: Vec::new(),
+                    block: Documents::new(),
                     rows: Rows::new(cfg.seq_len),
                     unique_rows: state.shards.iter().map(|x| x.rows).sum::<u64>() / dupes,
                     mask_seed: if s == 0 { cfg.seed } else { mix(cfg.seed ^ VAL_MASK_DOMAIN) },
@@ -529,15 +535,13 @@ pub fn tokenize(
         let w = &mut writer;
         let wr = &writer_result;
         s.spawn(move || {
-            let mut pending: BTreeMap<u64, Vec<(u64, usize, Doc)>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, (Vec<(u64, usize)>, EncodedDocs)> = BTreeMap::new();
             let mut next_seq = 0;
             let result = (|| {
-                for (seq, docs) in &rx {
-                    pending.insert(seq, docs);
-                    while let Some(docs) = pending.remove(&next_seq) {
-                        for (index, split, doc) in docs {
-                            w.add_doc(split, index, doc)?;
-                        }
+                for (seq, meta, docs) in &rx {
+                    pending.insert(seq, (meta, docs));
+                    while let Some((meta, docs)) = pending.remove(&next_seq) {
+                        w.add_batch(&meta, &docs)?;
                         next_seq += 1;
                     }
                 }
@@ -550,35 +554,39 @@ pub fn tokenize(
         });
         let r =
             read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, EncodeCache::new, |cache, batch| {
-                let mut docs = Vec::with_capacity(batch.docs.len());
-                let mut n_tokens = 0;
-                let (mut ids, mut ws) = (Vec::new(), Vec::new());
+                let mut meta = Vec::with_capacity(batch.docs.len());
+                let mut docs = match cfg.objective {
+                    Objective::Clm => EncodedDocs::Ids(Vec::with_capacity(batch.docs.len())),
+                    // About a token per 4 bytes of text; the buffers grow if need be.
+                    Objective::Mlm(_) => EncodedDocs::Sentences(Documents::with_capacity(batch.bytes / 4)),
+                };
                 for d in batch.docs {
                     let Some(split) = wanted(d.index) else { continue };
-                    if cfg.mlm().is_some() {
-                        let ranges = split_sentences(&d.text);
-                        let mut sentences = Vec::with_capacity(ranges.len());
-                        // Encoded into scratch, then copied at their exact size: growing two
-                        // vectors per sentence from empty made the allocator a tenth of the time.
-                        for r in ranges {
-                            ids.clear();
-                            ws.clear();
-                            tok.encode_with_word_starts(&d.text[r], cache, &mut ids, &mut ws);
-                            n_tokens += ids.len() as u64;
-                            if !ids.is_empty() {
-                                sentences.push(Segment::new(ids.clone(), ws.clone()));
+                    meta.push((d.index, split));
+                    match &mut docs {
+                        EncodedDocs::Sentences(docs) => {
+                            // Empty sentences are left out: they hold no token.
+                            for r in split_sentences(&d.text) {
+                                let (ids, ws) = docs.tokens_mut();
+                                tok.encode_with_word_starts(&d.text[r], cache, ids, ws);
+                                if docs.open_sentence_len() > 0 {
+                                    docs.end_sentence();
+                                }
                             }
+                            docs.end_document();
                         }
-                        docs.push((d.index, split, Doc::Sentences(sentences)));
-                    } else {
-                        let mut ids = Vec::with_capacity(d.text.len() / 3);
-                        tok.encode_into(&d.text, cache, &mut ids);
-                        n_tokens += ids.len() as u64;
-                        docs.push((d.index, split, Doc::Ids(ids)));
+                        EncodedDocs::Ids(docs) => {
+                            let mut ids = Vec::with_capacity(d.text.len() / 3);
+                            tok.encode_into(&d.text, cache, &mut ids);
+                            docs.push(ids);
+                        }
                     }
                 }
-                progress.add_tokens(n_tokens);
-                tx.send((batch.seq, docs)).map_err(|_| Error::Cancelled)
+                progress.add_tokens(match &docs {
+                    EncodedDocs::Ids(docs) => docs.iter().map(Vec::len).sum::<usize>() as u64,
+                    EncodedDocs::Sentences(docs) => docs.ids().len() as u64,
+                });
+                tx.send((batch.seq, meta, docs)).map_err(|_| Error::Cancelled)
             });
         drop(tx);
         r

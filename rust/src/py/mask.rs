@@ -13,7 +13,7 @@ use pyo3::types::PyDict;
 use super::run_detached;
 use super::tokenizer::PyTokenizer;
 use crate::bpe::EncodeCache;
-use crate::mask::sequences::{build_sequences as build, Layout, Segment, SequenceConfig};
+use crate::mask::sequences::{build_sequences as build, Documents, Layout, SequenceConfig};
 use crate::mask::{self, MaskConfig, Strategy, TokenId};
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
@@ -168,16 +168,15 @@ fn build_sequences<'py>(
         "nsp" => Layout::NspPairs,
         o => return Err(PyValueError::new_err(format!("unknown layout {o:?} (full_sentence, nsp)"))),
     };
-    let mut docs = Vec::with_capacity(documents.len());
+    let mut docs = Documents::new();
     for d in documents {
-        let mut segs = Vec::with_capacity(d.len());
         for (ids, ws) in d {
             if ids.len() != ws.len() {
                 return Err(PyValueError::new_err("each sentence needs as many word-start flags as ids"));
             }
-            segs.push(Segment::new(ids, ws));
+            docs.push_sentence(&ids, &ws);
         }
-        docs.push(segs);
+        docs.end_document();
     }
     let cfg = SequenceConfig::new(seq_len, cls_id, sep_id, pad_id).layout(layout).short_seq_prob(short_seq_prob);
     let rows = run_detached(py, || build(&cfg, &docs, seed))?;

@@ -262,3 +262,13 @@ def test_non_finite_steps_are_skipped_then_stop(shards, tmp_path, monkeypatch):
         t.run()
     for name, value in t.model.state_dict().items():
         assert torch.equal(value, before[name]), name  # no update was applied
+
+
+def test_doc_mask_run(shards, tmp_path):
+    """--doc-mask: per-document attention and positions inside packed rows, end to end."""
+    run = tmp_path / "docmask"
+    launch([*COMMON, "--shards", str(shards["clm"]), "--max-steps", "6", "--doc-mask",
+            "--out", str(run)], nproc=1)  # fmt: skip
+    rows = losses(run)
+    assert len(rows) == 6 and all(0 < loss < 10 for _, loss in rows)
+    assert rows[-1][1] < rows[0][1]

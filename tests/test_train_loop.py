@@ -128,17 +128,17 @@ def test_two_ranks_bert_nsp_trains(shards, tmp_path):
 
 
 def test_gradient_accumulation_equivalence(shards, tmp_path):
-    """1 rank x 4 micro-batches, 2 ranks x 2 and 4 ranks x 1 give the same updates (same global
+    """1 rank x 8 micro-batches, 2 ranks x 4 and 8 ranks x 1 give the same updates (same global
     batch). MLM shards: the target count differs between micro-batches, so normalizing per
     micro-batch instead of by the step's global count would fail this."""
     base = [*COMMON, "--shards", str(shards["nsp"]), "--max-steps", "3", "--num-workers", "0",
-            "--global-batch", "16", "--micro-batch", "4"]  # fmt: skip
-    runs = {n: tmp_path / f"ranks{n}" for n in (1, 2, 4)}
+            "--global-batch", "32", "--micro-batch", "4"]  # fmt: skip
+    runs = {n: tmp_path / f"ranks{n}" for n in (1, 2, 8)}
     for n, run in runs.items():
         launch([*base, "--out", str(run)], nproc=n)
     ref = metrics(runs[1])
     ref_weights = checkpoint.load(checkpoint.latest(runs[1]))["model"]
-    for n in (2, 4):
+    for n in (2, 8):
         for a, b in zip(ref, metrics(runs[n]), strict=True):
             assert a["step"] == b["step"]
             for key in ("loss", "nsp_loss", "grad_norm", "eval_loss", "eval_nsp_loss"):

@@ -53,7 +53,10 @@ def init(device: str = "auto") -> Dist:
         if "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
+        # NOTE: on GPUs, NCCL for CUDA tensors (gradients, loss sums) and gloo for the few CPU
+        # tensors (the step's target counts, the stop flag): NCCL alone rejects CPU tensors, and
+        # moving them to the GPU would add a host-device sync per step.
+        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
         dist.init_process_group(backend, device_id=dev if use_cuda else None)
     return Dist(rank, world, local_rank, local_world, dev)
 

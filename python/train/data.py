@@ -62,6 +62,21 @@ FILLER = -1  # sample_index of a filler row
 _M64 = (1 << 64) - 1
 
 
+def special_token_ids(manifest: dict[str, Any]) -> dict[str, int | None]:
+    """Where a manifest keeps its special ids: `eos`, `bos` (tokenizer block), `cls`, `sep`,
+    `mask` (the `mlm` block of MLM shards) and `pad` (the `mlm` block first). None when absent."""
+    tok = manifest["tokenizer"]
+    mlm = manifest.get("mlm") or {}
+    return {
+        "eos": tok.get("eos_id"),
+        "bos": tok.get("bos_id"),
+        "pad": mlm.get("pad_id", tok.get("pad_id")),
+        "cls": mlm.get("cls_id"),
+        "sep": mlm.get("sep_id"),
+        "mask": mlm.get("mask_id"),
+    }
+
+
 def steps_per_epoch(num_rows: int, world_size: int, grad_accum: int, micro_batch: int) -> int:
     """Optimizer steps in one epoch of `num_rows` rows: `ceil(num_rows / global_batch)`.
 
@@ -148,18 +163,16 @@ class ShardSet:
             info = splits[split]
             tok = manifest["tokenizer"]
             mlm = manifest.get("mlm") or {}
+            ids = special_token_ids(manifest)
             self.objective: Literal["clm", "mlm"] = manifest["objective"]
             self.seq_len: int = int(manifest["seq_len"])
             self.dtype = np.dtype(manifest.get("dtype", "uint32"))
             self.layout: str | None = manifest.get("layout")
             self.static_masking: bool = mlm.get("static_masking") is not None
             self.vocab_size: int = int(tok["vocab_size"])
-            self.eos_id: int | None = tok.get("eos_id")
-            self.bos_id: int | None = tok.get("bos_id")
-            self.pad_id: int | None = mlm.get("pad_id", tok.get("pad_id"))
-            self.cls_id: int | None = mlm.get("cls_id")
-            self.sep_id: int | None = mlm.get("sep_id")
-            self.mask_id: int | None = mlm.get("mask_id")
+            self.eos_id, self.bos_id = ids["eos"], ids["bos"]
+            self.pad_id, self.cls_id, self.sep_id = ids["pad"], ids["cls"], ids["sep"]
+            self.mask_id = ids["mask"]
             self.tokenizer_path = self.directory / tok["file"]
             self.files = [self.directory / s["file"] for s in info["shards"]]
             counts = np.array([int(s["rows"]) for s in info["shards"]], dtype=np.int64)
@@ -862,5 +875,6 @@ __all__ = [
     "make_eval_loader",
     "make_loader",
     "prefetch",
+    "special_token_ids",
     "steps_per_epoch",
 ]

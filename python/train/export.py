@@ -275,22 +275,14 @@ def run_special_tokens(manifest: dict[str, Any], tokenizer_json: Path) -> dict[s
     """
     from tokenizers import Tokenizer
 
+    from train.data import special_token_ids
+
     tok = Tokenizer.from_file(str(tokenizer_json))
-    info = manifest["tokenizer"]
-    if manifest["objective"] == "mlm":
-        mlm = manifest["mlm"]
-        ids = {
-            "cls_token": mlm["cls_id"],
-            "sep_token": mlm["sep_id"],
-            "pad_token": mlm["pad_id"],
-            "mask_token": mlm.get("mask_id"),
-        }
-    else:
-        ids = {
-            "eos_token": info["eos_id"],
-            "bos_token": info.get("bos_id"),
-            "pad_token": info["pad_id"],
-        }
+    names = (
+        ("cls", "sep", "pad", "mask") if manifest["objective"] == "mlm" else ("eos", "bos", "pad")
+    )
+    all_ids = special_token_ids(manifest)
+    ids = {f"{name}_token": all_ids[name] for name in names}
     out = {}
     for key, tid in ids.items():
         if tid is not None:
@@ -317,11 +309,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     state = checkpoint.load(ckpt)
     cfg = ModelConfig.from_dict(state["model_config"])
     model = build_model(cfg)
-    # Tolerate state dicts saved from a DDP or torch.compile wrapper.
-    sd = {
-        k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state["model"].items()
-    }
-    model.load_state_dict(sd)
+    model.load_state_dict(state["model"])  # the trainer saves the unwrapped model's state
     shards = Path(state["config"]["shards"])
     manifest = json.loads((shards / "manifest.json").read_text())
     tokenizer_json = shards / manifest["tokenizer"]["file"]

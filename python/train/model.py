@@ -169,6 +169,15 @@ class _Module(nn.Module):
             {"params": no_decay, "weight_decay": 0.0},
         ]
 
+    def _positions(self, input_ids: Tensor, position_ids: Tensor | None) -> Tensor:
+        """`position_ids`, or 0..T-1 as (1, T); a row longer than the position table is an error."""
+        T = input_ids.size(1)
+        if self.cfg.max_seq_len < T:
+            raise ValueError(f"sequence length {T} > max_seq_len {self.cfg.max_seq_len}")
+        if position_ids is None:
+            return torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
+        return position_ids
+
     def _init_linear_and_embedding(self) -> None:
         std = self.cfg.init_std
         for m in self.modules():
@@ -275,11 +284,7 @@ class GPT(_Module):
     ) -> Tensor:
         """Final-LN hidden states (B, T, C)."""
         T = input_ids.size(1)
-        if self.cfg.max_seq_len < T:
-            raise ValueError(f"sequence length {T} > max_seq_len {self.cfg.max_seq_len}")
-        if position_ids is None:
-            position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, C)
+        x = self.drop(self.wte(input_ids) + self.wpe(self._positions(input_ids, position_ids)))
         mask = None
         if doc_ids is not None:
             # NOTE: an explicit mask rules out the flash kernel (SDPA picks memory-efficient
@@ -394,12 +399,7 @@ class BERT(_Module):
         position_ids: Tensor | None = None,
     ) -> Tensor:
         """Encoder output (B, T, C)."""
-        T = input_ids.size(1)
-        if self.cfg.max_seq_len < T:
-            raise ValueError(f"sequence length {T} > max_seq_len {self.cfg.max_seq_len}")
-        if position_ids is None:
-            position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
-        x = self.word_emb(input_ids) + self.pos_emb(position_ids)
+        x = self.word_emb(input_ids) + self.pos_emb(self._positions(input_ids, position_ids))
         if token_type_ids is None:
             x = x + self.type_emb.weight[0]
         else:

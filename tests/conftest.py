@@ -37,6 +37,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.To
     return out, tok
 
 
+@pytest.fixture(scope="session")
+def specials_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.Tokenizer]:
+    """A 600-id tokenizer on the demo corpus with the specials of both objectives (EOS for causal
+    LM; [PAD] [CLS] [SEP] [MASK] for MLM): the trainer tests' shards and exports."""
+    out = tmp_path_factory.mktemp("tok-specials") / "tokenizer.json"
+    tok, _ = dataprep.train_bpe(
+        DEMO, 600, out=out, special_tokens=TRAINER_SPECIALS, holdout_every=0, tiktoken=False
+    )
+    return out, tok
+
+
+TRAINER_SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
 def kill_9_after_first_shard(args: list[str], out: Path) -> Path:
     """Runs `dataprep <args> --out <out> --threads 1` in a subprocess and SIGKILLs it as soon as
     its resume journal exists (a shard was finished). Returns the journal path."""

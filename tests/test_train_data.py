@@ -31,11 +31,8 @@ SEQ_LEN = 64
 
 
 @pytest.fixture(scope="module")
-def tok_path(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> Path:
-    out = tmp_path_factory.mktemp("tok") / "tok.json"
-    specials = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
-    dataprep.train_bpe(demo_corpus, 600, out=out, special_tokens=specials, holdout_every=0)
-    return out
+def tok_path(specials_tokenizer: tuple[Path, dataprep.Tokenizer]) -> Path:
+    return specials_tokenizer[0]
 
 
 def _shards(tmp_path_factory: pytest.TempPathFactory, demo: Path, tok: Path, **kw: Any) -> Path:

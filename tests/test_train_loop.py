@@ -19,14 +19,13 @@ torch = pytest.importorskip("torch")
 import dataprep  # noqa: E402
 from train import checkpoint, config, model, optim  # noqa: E402
 
-SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
-
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path) -> dict[str, Path]:
+def shards(
+    tmp_path_factory: pytest.TempPathFactory, demo_corpus: Path, specials_tokenizer
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train-shards")
-    tok = root / "tok.json"
-    dataprep.train_bpe(demo_corpus, 512, out=tok, special_tokens=SPECIALS, holdout_every=0)
+    tok = specials_tokenizer[0]
     out = {"clm": root / "clm", "nsp": root / "nsp"}
     dataprep.tokenize(
         demo_corpus, tok, out["clm"], seq_len=64, val_fraction=0.05, shard_size="64KB"

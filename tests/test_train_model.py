@@ -13,10 +13,8 @@ import torch.nn.functional as F
 import dataprep
 from train.model import BERT, GPT, ModelConfig, build_model, model_config
 
-DEMO = Path(__file__).parent / "data" / "demo"
 VOCAB = 400
 T = 16
-SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
 PAD = 1
 
 ARCHS = [("gpt", False), ("bert", False), ("bert", True)]
@@ -180,12 +178,10 @@ def test_sizes_match_gpt2_small_and_bert_base() -> None:
 
 
 @pytest.fixture(scope="module")
-def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.Tokenizer]:
-    out = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    tok, _ = dataprep.train_bpe(
-        DEMO, VOCAB, out=out, special_tokens=SPECIALS, holdout_every=0, tiktoken=False
-    )
-    return out, tok
+def tokenizer_json(
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+) -> tuple[Path, dataprep.Tokenizer]:
+    return specials_tokenizer
 
 
 GPT_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "[PAD]"}

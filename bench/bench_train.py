@@ -309,69 +309,27 @@ def main() -> None:
 
     if a.skip_trainer:
         return
-    common = ["--lr", "3e-3", "--log-every", "5", "--eval-rows", "64"]
+
+    def run(name: str, shards: Path, model: str, steps: int, micro: int, strategy: str | None):
+        """One trainer run: (name, shards, micro-batch, masking strategy, trainer arguments)."""
+        args = ["--model", model, "--max-steps", str(steps), "--micro-batch", str(micro),
+                "--warmup-steps", str(max(1, steps // 8)), "--eval-every", str(steps // 2),
+                "--lr", "3e-3", "--log-every", "5", "--eval-rows", "64"]  # fmt: skip
+        return name, shards, micro, strategy, args
+
     runs = [
-        (
-            "tiny GPT, clm 1024",
-            dirs["clm"],
-            a.gpt_micro_batch,
-            None,
-            [
-                "--model",
-                "tiny",
-                "--max-steps",
-                str(a.gpt_steps),
-                "--micro-batch",
-                str(a.gpt_micro_batch),
-                "--warmup-steps",
-                str(max(1, a.gpt_steps // 8)),
-                "--eval-every",
-                str(a.gpt_steps // 2),
-                *common,
-            ],
-        ),
-        (
+        run("tiny GPT, clm 1024", dirs["clm"], "tiny", a.gpt_steps, a.gpt_micro_batch, None),
+        run(
             "tiny BERT + NSP, nsp 128",
             dirs["nsp"],
+            "tiny",
+            a.bert_steps,
             a.bert_micro_batch,
             "bernoulli",
-            [
-                "--model",
-                "tiny",
-                "--max-steps",
-                str(a.bert_steps),
-                "--micro-batch",
-                str(a.bert_micro_batch),
-                "--warmup-steps",
-                str(max(1, a.bert_steps // 8)),
-                "--eval-every",
-                str(a.bert_steps // 2),
-                *common,
-            ],
         ),
     ]
     if a.mini:
-        runs.append(
-            (
-                "mini GPT, clm 1024",
-                dirs["clm"],
-                1,
-                None,
-                [
-                    "--model",
-                    "mini",
-                    "--max-steps",
-                    "40",
-                    "--micro-batch",
-                    "1",
-                    "--warmup-steps",
-                    "5",
-                    "--eval-every",
-                    "20",
-                    *common,
-                ],
-            )
-        )
+        runs.append(run("mini GPT, clm 1024", dirs["clm"], "mini", 40, 1, None))
     results = []
     for name, shards, tmb, strategy, args in runs:
         res = train_run(name, shards, work / "runs" / name.split(",")[0].replace(" ", "-"), args)

@@ -20,6 +20,12 @@ class Dist:
     local_rank: int
     local_world_size: int
     device: torch.device
+    backend: str | None = None  # the process group's backend; None without one
+
+    def __str__(self) -> str:
+        return f"{self.world_size} x {self.device.type}" + (
+            f" ({self.backend})" if self.backend else ""
+        )
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +64,8 @@ def init(device: str = "auto") -> Dist:
         # moving them to the GPU would add a host-device sync per step.
         backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
         dist.init_process_group(backend, device_id=dev if use_cuda else None)
-    return Dist(rank, world, local_rank, local_world, dev)
+    backend = str(dist.get_backend()) if dist.is_initialized() else None
+    return Dist(rank, world, local_rank, local_world, dev, backend)
 
 
 def shutdown() -> None:

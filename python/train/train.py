@@ -375,7 +375,7 @@ class Trainer:
         metrics.print(
             f"[bold]{m.arch}[/] {self.cfg.model}: {self.model.num_params() / 1e6:.2f}M params, "  # type: ignore[operator]
             f"{m.n_layer} layers x {m.d_model}, vocab {m.vocab_size} | {self.objective} on "
-            f"{s.num_rows:,} rows x {s.seq_len} | {dist_desc(self.dist)} | batch {self.global_batch} rows "
+            f"{s.num_rows:,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
             f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.micro_batch} "
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
             f"{self.dtype_name}{' compiled' if self.cfg.compile else ''}"
@@ -505,11 +505,6 @@ class Trainer:
             f"step {self.step:>6}/{self.total_steps} | loss {loss:.4f}{nsp} | lr {record['lr']:.2e} | "
             f"gnorm {grad_norm:.3f} | {tokens_per_s:,.0f} tok/s{mfu} | data {record['data_wait']:.0%}",
         )
-
-
-def dist_desc(d: Dist) -> str:
-    backend = "nccl" if d.device.type == "cuda" else "gloo"
-    return f"{d.world_size} x {d.device.type}" + (f" ({backend})" if d.enabled else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,10 +29,9 @@ def files_digest(d: Path) -> dict[str, str]:
 
 
 def rows_of(d: Path, split: str) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
-    m = json.loads((d / "manifest.json").read_text())
     ids, starts, n = [], [], []
-    for s in m["splits"][split]["shards"]:
-        t = dataprep.open_shard(d / s["file"])
+    for path in dataprep.Manifest.read(d).shard_paths(split):
+        t = dataprep.open_shard(path)
         ids.append(dataprep.input_ids(t))
         starts += t.column("doc_starts").to_pylist()
         n.append(t.column("n_tokens").to_numpy())

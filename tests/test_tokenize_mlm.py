@@ -65,13 +65,8 @@ def files_digest(d: Path) -> dict[str, str]:
 
 
 def table_of(d: Path, split: str = "train") -> pa.Table:
-    m = json.loads((d / "manifest.json").read_text())
-    return pa.concat_tables(
-        [
-            pa.ipc.open_stream(pa.memory_map(str(d / s["file"]))).read_all()
-            for s in m["splits"][split]["shards"]
-        ]
-    )
+    paths = dataprep.Manifest.read(d).shard_paths(split)
+    return pa.concat_tables([pa.ipc.open_stream(pa.memory_map(str(p))).read_all() for p in paths])
 
 
 def col(t: pa.Table, name: str) -> np.ndarray:

@@ -8,19 +8,20 @@
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
 from dataprep.dedup import dedup
-from dataprep.inspect import input_ids, inspect_shards, open_shard
 from dataprep.mask import build_sequences, encode_with_word_starts, mask_batch, split_sentences
+from dataprep.shards import Manifest, ShardSet, input_ids, open_shard
 from dataprep.tokenize import tokenize
 
 __all__ = [
     "DataprepError",
+    "Manifest",
     "Progress",
+    "ShardSet",
     "Tokenizer",
     "build_sequences",
     "dedup",
     "encode_with_word_starts",
     "input_ids",
-    "inspect_shards",
     "mask_batch",
     "open_shard",
     "read_documents",

@@ -15,8 +15,8 @@ import dataprep
 from dataprep import _core
 from dataprep.bpe import tiktoken_paths, train_bpe
 from dataprep.dedup import banding, dedup
-from dataprep.inspect import inspect_shards
 from dataprep.jobs import run_job
+from dataprep.shards import Manifest, ShardSet
 from dataprep.tokenize import tokenize
 
 console = Console(stderr=True)
@@ -564,42 +564,42 @@ def dedup_cmd(
 def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
     """Summarize a shard directory, validate its checksums and decode a few rows."""
     try:
-        r = inspect_shards(directory, verify=not no_verify, rows=rows)
+        m = Manifest.read(directory)
+        problems = [] if no_verify else m.verify()
+        # Rows of a directory that failed verification would mean little.
+        samples = [] if problems or not m.split_rows("train") else ShardSet(m.path).samples(rows)
     except (_core.DataprepError, ValueError, OSError) as e:
         fail(str(e))
-    m = r["manifest"]
     out = Console()
     table = Table(title=f"{directory}", show_header=False, title_justify="left")
-    tok = m["tokenizer"]
+    tok = m.tokenizer
     table.add_row(
-        "schema",
-        f"v{m['schema_version']}, objective {m['objective']}, seq_len {m['seq_len']}, {m['dtype']}",
+        "schema", f"v{m.schema_version}, objective {m.objective}, seq_len {m.seq_len}, {m.dtype}"
     )
     table.add_row(
         "tokenizer",
-        f"{tok['file']} (vocab {tok['vocab_size']:,}, eos {tok['eos_id']}, sha256 {tok['sha256'][:12]}…)",
+        f"{tok.file} (vocab {tok.vocab_size:,}, eos {tok.eos_id}, sha256 {tok.sha256[:12]}…)",
     )
     table.add_row(
-        "inputs", f"{len(m['inputs']):,} files, {human_bytes(sum(i['bytes'] for i in m['inputs']))}"
+        "inputs", f"{len(m.inputs):,} files, {human_bytes(sum(i.bytes for i in m.inputs))}"
     )
-    for name, sp in m["splits"].items():
+    for name, sp in m.splits.items():
         table.add_row(
             name,
-            f"{len(sp['shards'])} shards, {sp['rows']:,} rows, {sp['tokens']:,} tokens, {sp['documents']:,} documents",
+            f"{len(sp.shards)} shards, {sp.rows:,} rows, {sp.tokens:,} tokens, "
+            f"{sp.documents:,} documents",
         )
     table.add_row(
         "checksums",
-        "skipped"
-        if no_verify
-        else ("OK" if not r["problems"] else f"{len(r['problems'])} problem(s)"),
+        "skipped" if no_verify else ("OK" if not problems else f"{len(problems)} problem(s)"),
     )
     out.print(table)
-    for shard, row, text in r["samples"]:
+    for shard, row, text in samples:
         out.print(f"[bold]{shard} row {row}:[/] ", end="")
         out.print(Text(text[:300] + ("…" if len(text) > 300 else "")))
-    for p in r["problems"]:
+    for p in problems:
         console.print(Text(p, style="red"))
-    if r["problems"]:
+    if problems:
         sys.exit(1)
 
 

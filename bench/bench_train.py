@@ -110,9 +110,11 @@ def hf(shards: str, tok: str, micro_batch: int, workers: int, steps: int, mlm: b
     from torch.utils.data import DataLoader
     from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
+    import dataprep
+
     disable_progress_bars()
-    manifest = json.loads((Path(shards) / "manifest.json").read_text())
-    files = [Path(shards) / s["file"] for s in manifest["splits"]["train"]["shards"]]
+    manifest = dataprep.Manifest.read(shards)
+    files = manifest.shard_paths("train")
     t0 = time.perf_counter()
     ds = concatenate_datasets([Dataset.from_file(str(f)) for f in files])
     # keep_in_memory: the indices mapping would otherwise be written next to the shards.
@@ -142,7 +144,7 @@ def hf(shards: str, tok: str, micro_batch: int, workers: int, steps: int, mlm: b
         "startup": setup + startup,
         "seconds": seconds,
         "rows": rows,
-        "seq_len": int(manifest["seq_len"]),
+        "seq_len": manifest.seq_len,
     }
 
 

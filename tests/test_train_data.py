@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from pathlib import Path
@@ -76,10 +75,8 @@ def static_dir(tmp_path_factory, demo_corpus, tok_path) -> Path:
 
 def raw(directory: Path, split: str = "train") -> dict[str, Any]:
     """The split's columns read independently of train.data: shards concatenated in order."""
-    manifest = json.loads((directory / "manifest.json").read_text())
-    tables = [
-        dataprep.open_shard(directory / s["file"]) for s in manifest["splits"][split]["shards"]
-    ]
+    manifest = dataprep.Manifest.read(directory)
+    tables = [dataprep.open_shard(p) for p in manifest.shard_paths(split)]
     out: dict[str, Any] = {}
     for name in tables[0].schema.names:
         if name == "doc_starts":
@@ -105,7 +102,7 @@ def test_shardset_reads_the_manifest(clm_dir: Path, nsp_dir: Path) -> None:
     s = ShardSet(clm_dir)
     m = s.manifest
     assert len(s.files) >= 3, "the test wants several shards"
-    assert (s.num_rows, s.seq_len, s.objective) == (m["splits"]["train"]["rows"], SEQ_LEN, "clm")
+    assert (s.num_rows, s.seq_len, s.objective) == (m.splits["train"].rows, SEQ_LEN, "clm")
     assert (s.eos_id, s.pad_id, s.vocab_size) == (0, 1, 600)
     n = ShardSet(nsp_dir, "val")
     assert (n.objective, n.layout, n.static_masking) == ("mlm", "nsp", False)

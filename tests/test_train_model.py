@@ -3,7 +3,6 @@ groups, sizes, and a logits-exact round trip through Hugging Face `transformers`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -246,7 +245,7 @@ def test_hf_round_trip(
 
 
 def test_export_run_uses_latest_checkpoint_and_shard_tokenizer(
-    tokenizer_json: tuple[Path, dataprep.Tokenizer], tmp_path: Path
+    tokenizer_json: tuple[Path, dataprep.Tokenizer], demo_corpus: Path, tmp_path: Path
 ) -> None:
     transformers = pytest.importorskip("transformers")
     from train import checkpoint
@@ -254,14 +253,8 @@ def test_export_run_uses_latest_checkpoint_and_shard_tokenizer(
 
     path, _ = tokenizer_json
     shards = tmp_path / "shards"
-    shards.mkdir()
-    (shards / "tok.json").write_bytes(path.read_bytes())
-    manifest = {
-        "objective": "mlm",
-        "tokenizer": {"file": "tok.json", "eos_id": 3, "bos_id": 2, "pad_id": PAD},
-        "mlm": {"cls_id": 2, "sep_id": 3, "pad_id": PAD, "mask_id": 4},
-    }
-    (shards / "manifest.json").write_text(json.dumps(manifest))
+    m = dataprep.tokenize(demo_corpus, path, shards, seq_len=64, objective="mlm", threads=1)
+    assert m["mlm"] == {**m["mlm"], "cls_id": 2, "sep_id": 3, "pad_id": PAD, "mask_id": 4}
     model = tiny("bert", True)
     meta = {"config": {"shards": str(shards)}, "model_config": model.cfg.to_dict()}
     run = tmp_path / "run"

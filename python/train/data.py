@@ -1,9 +1,10 @@
-"""Shard streaming for training: manifest-driven reading, a global shuffle, a per-rank step plan.
+"""Batches for training: a global shuffle, a per-rank step plan, micro-batches and loaders.
 
 The pieces, from disk to a micro-batch (the batch contract is in `train/__init__.py`):
 
-    ShardSet      one split of a `dataprep tokenize` directory: rows of all its shards, in
-                  manifest order, behind one global row id; shards memory-mapped on first use
+    ShardSet      (`dataprep.ShardSet`, the shard library) one split of a `dataprep tokenize`
+                  directory: rows of all its shards, in manifest order, behind one global row
+                  id; shards memory-mapped on first use; `gather` reads any rows
     GlobalOrder   a seeded permutation of the row ids per epoch, computed for any range of
                   positions in O(range) time and O(1) memory (a Feistel network), so a billion
                   rows cost nothing to shuffle and any step can be found without replaying
@@ -37,22 +38,19 @@ row is the same on any rank, in any batch, after any resume.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import signal
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import dataprep
+from dataprep.shards import ShardSet
 
 T = TypeVar("T")
 
@@ -60,21 +58,6 @@ IGNORE_INDEX = -100  # label of positions that take no loss (torch cross_entropy
 FILLER = -1  # sample_index of a filler row
 
 _M64 = (1 << 64) - 1
-
-
-def special_token_ids(manifest: dict[str, Any]) -> dict[str, int | None]:
-    """Where a manifest keeps its special ids: `eos`, `bos` (tokenizer block), `cls`, `sep`,
-    `mask` (the `mlm` block of MLM shards) and `pad` (the `mlm` block first). None when absent."""
-    tok = manifest["tokenizer"]
-    mlm = manifest.get("mlm") or {}
-    return {
-        "eos": tok.get("eos_id"),
-        "bos": tok.get("bos_id"),
-        "pad": mlm.get("pad_id", tok.get("pad_id")),
-        "cls": mlm.get("cls_id"),
-        "sep": mlm.get("sep_id"),
-        "mask": mlm.get("mask_id"),
-    }
 
 
 def steps_per_epoch(num_rows: int, world_size: int, grad_accum: int, micro_batch: int) -> int:
@@ -89,262 +72,6 @@ def steps_per_epoch(num_rows: int, world_size: int, grad_accum: int, micro_batch
     if global_batch < 1:
         raise ValueError("world_size, grad_accum and micro_batch must be at least 1")
     return -(-num_rows // global_batch)
-
-
-# --- shards -------------------------------------------------------------------------------
-
-
-@dataclass
-class _Shard:
-    """An opened shard: record-batch row offsets and zero-copy numpy views of its columns."""
-
-    starts: np.ndarray  # (batches + 1,) first row of each record batch, then the row count
-    # name -> one view per record batch: (rows, width) for fixed-size lists, (rows,) for
-    # scalars, (offsets, values) for variable-length lists
-    columns: dict[str, list[Any]]
-
-
-def _column_view(arr: pa.Array) -> Any:
-    t = arr.type
-    if pa.types.is_fixed_size_list(t):
-        # flatten() honours the array offset (.values does not).
-        return arr.flatten().to_numpy(zero_copy_only=True).reshape(-1, t.list_size)
-    if pa.types.is_list(t):
-        return arr.offsets.to_numpy(), arr.values.to_numpy(zero_copy_only=True)
-    return arr.to_numpy(zero_copy_only=True)
-
-
-class ShardSet:
-    """One split of a shard directory written by `dataprep tokenize`, as one table of rows.
-
-    Global row id `i` is the `i`-th row of the split's shards concatenated in manifest order
-    (the `sample_index` of the batches). Shards are memory-mapped on first use (zero-copy numpy
-    views of the Arrow buffers); a pickled `ShardSet` (a DataLoader worker under `spawn`) carries
-    only the manifest and opens its own maps.
-
-    Attributes:
-        directory, split, manifest: Where and what was read.
-        num_rows, seq_len, objective (`clm`/`mlm`), layout (`full_sentence`/`nsp`, None for
-            CLM), static_masking (the shards hold masked input and a `labels` column),
-            vocab_size, dtype (of `input_ids`).
-        pad_id, eos_id, bos_id, cls_id, sep_id, mask_id: Special ids from the manifest (None
-            where the tokenizer or objective has none; MLM shards record `[SEP]` as eos and
-            `[CLS]` as bos).
-        tokenizer_path: The copy of the tokenizer next to the shards.
-        files: The split's shard paths.
-
-    >>> s = ShardSet("shards/")  # doctest: +SKIP
-    >>> s.gather([5, 0])["input_ids"].shape  # doctest: +SKIP
-    (2, 512)
-    """
-
-    def __init__(self, shards_dir: str | os.PathLike[str], split: str = "train") -> None:
-        self.directory = Path(shards_dir)
-        self.split = split
-        mpath = self.directory / "manifest.json"
-        if not mpath.is_file():
-            raise FileNotFoundError(
-                f"{mpath}: no manifest.json (not a directory written by `dataprep tokenize`, "
-                "or an unfinished run)"
-            )
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{mpath}: not a valid manifest ({e})") from e
-        self.manifest: dict[str, Any] = manifest
-        try:
-            if manifest["schema_version"] != 1:
-                raise ValueError(
-                    f"{mpath}: schema version {manifest['schema_version']}, this trainer reads 1"
-                )
-            splits = manifest["splits"]
-            if split not in splits:
-                raise ValueError(f"{mpath}: no split {split!r} (has: {', '.join(splits)})")
-            info = splits[split]
-            tok = manifest["tokenizer"]
-            mlm = manifest.get("mlm") or {}
-            ids = special_token_ids(manifest)
-            self.objective: Literal["clm", "mlm"] = manifest["objective"]
-            self.seq_len: int = int(manifest["seq_len"])
-            self.dtype = np.dtype(manifest.get("dtype", "uint32"))
-            self.layout: str | None = manifest.get("layout")
-            self.static_masking: bool = mlm.get("static_masking") is not None
-            self.vocab_size: int = int(tok["vocab_size"])
-            self.eos_id, self.bos_id = ids["eos"], ids["bos"]
-            self.pad_id, self.cls_id, self.sep_id = ids["pad"], ids["cls"], ids["sep"]
-            self.mask_id = ids["mask"]
-            self.tokenizer_path = self.directory / tok["file"]
-            self.files = [self.directory / s["file"] for s in info["shards"]]
-            counts = np.array([int(s["rows"]) for s in info["shards"]], dtype=np.int64)
-            declared = int(info["rows"])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{mpath}: not a valid manifest (bad or missing {e})") from e
-        if self.objective not in ("clm", "mlm"):
-            raise ValueError(f"{mpath}: unknown objective {self.objective!r}")
-        # Row id -> shard: shard k holds rows starts[k] .. starts[k + 1].
-        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.num_rows = int(self._starts[-1])
-        if self.num_rows != declared:
-            raise ValueError(
-                f"{mpath}: split {split!r} says {declared} rows, its shards {self.num_rows}"
-            )
-        missing = [f for f in self.files if not f.is_file()]
-        if missing:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise FileNotFoundError(f"{missing[0]}: shard listed in {mpath} is missing{more}")
-        self._open: dict[int, _Shard] = {}
-        self._special_ids: tuple[int, ...] | None = None
-
-    def __len__(self) -> int:
-        return self.num_rows
-
-    def __repr__(self) -> str:
-        return (
-            f"ShardSet({os.fspath(self.directory)!r}, split={self.split!r}: {self.num_rows} rows "
-            f"x {self.seq_len}, {self.objective}, {len(self.files)} shards)"
-        )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_open"] = {}  # memory maps do not pickle; each process opens its own
-        return state
-
-    @property
-    def special_ids(self) -> tuple[int, ...]:
-        """Every special id of the tokenizer plus the manifest's (never masked, never drawn as
-        a random replacement). Reads the tokenizer copy once."""
-        if self._special_ids is None:
-            ids = {
-                i
-                for i in (self.pad_id, self.eos_id, self.bos_id, self.cls_id, self.sep_id)
-                if i is not None
-            }
-            if self.mask_id is not None:
-                ids.add(self.mask_id)
-            if not self.tokenizer_path.is_file():
-                raise FileNotFoundError(
-                    f"{self.tokenizer_path}: tokenizer copy listed in "
-                    f"{self.directory / 'manifest.json'} is missing"
-                )
-            tok = dataprep.Tokenizer.from_file(
-                os.fspath(self.tokenizer_path), self.manifest.get("config", {}).get("pattern")
-            )
-            ids.update(i for _, i in tok.special_tokens)
-            self._special_ids = tuple(sorted(ids))
-        return self._special_ids
-
-    def _shard(self, k: int) -> _Shard:
-        shard = self._open.get(k)
-        if shard is not None:
-            return shard
-        path = self.files[k]
-        mm = pa.memory_map(os.fspath(path))
-        try:
-            reader = pa.ipc.open_stream(mm)
-            names = reader.schema.names
-            batches = list(reader)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ValueError(f"{path}: not a readable Arrow IPC stream ({e})") from e
-        finally:
-            # NOTE: the arrays keep the mapping alive; closing releases the file descriptor, which
-            # matters with thousands of shards opened by every worker of every rank.
-            mm.close()
-        sizes = [b.num_rows for b in batches]
-        rows = sum(sizes)
-        expected = int(self._starts[k + 1] - self._starts[k])
-        if rows != expected:
-            raise ValueError(f"{path}: {rows} rows, the manifest says {expected}")
-        shard = _Shard(
-            starts=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            columns={n: [_column_view(b.column(n)) for b in batches] for n in names},
-        )
-        if "input_ids" in shard.columns and batches:
-            width = shard.columns["input_ids"][0].shape[1]
-            if width != self.seq_len:
-                raise ValueError(
-                    f"{path}: rows of {width} tokens, the manifest says {self.seq_len}"
-                )
-        self._open[k] = shard
-        return shard
-
-    def gather(
-        self, row_ids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """The given rows (global ids, any order, repeats allowed), as fresh numpy arrays.
-
-        Rows are read shard by shard and record batch by record batch in ascending order and
-        returned in the requested order: one fancy index per column per touched record batch.
-        Fixed-size list columns come back `(rows, seq_len)`, scalar columns `(rows,)`, and the
-        `doc_starts` list column as a `(rows, seq_len)` uint8 mask, 1 where a document begins.
-
-        Args:
-            row_ids: Global row ids in `0 .. num_rows`.
-            columns: Column names to read (default: all of the schema).
-        """
-        rows = np.asarray(row_ids, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.num_rows):
-            bad = rows[(rows < 0) | (rows >= self.num_rows)][0]
-            raise IndexError(f"row {bad} out of range for {self.num_rows} rows of {self.split!r}")
-        if self.num_rows == 0:
-            raise IndexError(f"split {self.split!r} has no rows")
-        order = np.argsort(rows, kind="stable")
-        srt = rows[order]
-        shard_of = np.searchsorted(self._starts, srt, side="right") - 1
-        # Dtypes and widths from a shard that has rows (the first requested, or row 0's).
-        probe = self._shard(
-            int(np.searchsorted(self._starts, srt[0] if rows.size else 0, "right") - 1)
-        )
-        names = list(columns) if columns is not None else list(probe.columns)
-        out: dict[str, np.ndarray] = {}
-        for name in names:
-            if name not in probe.columns:
-                raise KeyError(f"{self.directory}: the {self.split} shards have no column {name!r}")
-            view = probe.columns[name][0]
-            if isinstance(view, tuple):
-                out[name] = np.zeros((rows.size, self.seq_len), dtype=np.uint8)
-            else:
-                out[name] = np.empty((rows.size, *view.shape[1:]), dtype=view.dtype)
-        for a, b in _runs(shard_of):
-            k = int(shard_of[a])
-            shard = self._shard(k)
-            local = srt[a:b] - self._starts[k]
-            batch_of = np.searchsorted(shard.starts, local, side="right") - 1
-            for c, d in _runs(batch_of):
-                j = int(batch_of[c])
-                loc = local[c:d] - shard.starts[j]
-                dest = order[a + c : a + d]
-                for name in names:
-                    view = shard.columns[name][j]
-                    if isinstance(view, tuple):
-                        _scatter_starts(out[name], dest, loc, *view)
-                    else:
-                        out[name][dest] = view[loc]
-        return out
-
-
-def _runs(keys: np.ndarray) -> Iterator[tuple[int, int]]:
-    """`(start, stop)` of each run of equal values in a sorted array."""
-    if keys.size == 0:
-        return
-    if keys[0] == keys[-1]:  # the common case: one shard, one record batch
-        yield 0, keys.size
-        return
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    yield from zip([0, *cuts.tolist()], [*cuts.tolist(), keys.size], strict=True)
-
-
-def _scatter_starts(
-    mask: np.ndarray, dest: np.ndarray, loc: np.ndarray, offsets: np.ndarray, values: np.ndarray
-) -> None:
-    """Sets `mask[dest[i], v] = 1` for each offset `v` in list row `loc[i]`, without a row loop."""
-    lo = offsets[loc].astype(np.int64)
-    lens = offsets[loc + 1].astype(np.int64) - lo
-    total = int(lens.sum())
-    if total:
-        # Index of each list element in `values`: row i's run starts at lo[i].
-        first = np.cumsum(lens) - lens
-        idx = np.repeat(lo - first, lens) + np.arange(total)
-        mask[np.repeat(dest, lens), values[idx]] = 1
 
 
 # --- global order -------------------------------------------------------------------------
@@ -867,7 +594,7 @@ __all__ = [
     "GlobalOrder",
     "MaskingConfig",
     "MicroBatches",
-    "ShardSet",
+    "ShardSet",  # re-exported: `dataprep.shards.ShardSet`, what the loaders read
     "StepPlan",
     "StepSampler",
     "eval_rows",
@@ -875,6 +602,5 @@ __all__ = [
     "make_eval_loader",
     "make_loader",
     "prefetch",
-    "special_token_ids",
     "steps_per_epoch",
 ]

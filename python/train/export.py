@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dataprep.shards import Manifest
 from train.model import ModelConfig
 
 SPECIAL_TOKEN_KEYS = (
@@ -267,7 +268,7 @@ def export_hf(
     return out_dir
 
 
-def run_special_tokens(manifest: dict[str, Any], tokenizer_json: Path) -> dict[str, str]:
+def run_special_tokens(manifest: Manifest, tokenizer_json: Path) -> dict[str, str]:
     """The special tokens of a `dataprep tokenize` manifest, as `export_hf` wants them.
 
     CLM: eos_token, bos_token (when set) and pad_token from the manifest's tokenizer block; MLM:
@@ -275,13 +276,9 @@ def run_special_tokens(manifest: dict[str, Any], tokenizer_json: Path) -> dict[s
     """
     from tokenizers import Tokenizer
 
-    from train.data import special_token_ids
-
     tok = Tokenizer.from_file(str(tokenizer_json))
-    names = (
-        ("cls", "sep", "pad", "mask") if manifest["objective"] == "mlm" else ("eos", "bos", "pad")
-    )
-    all_ids = special_token_ids(manifest)
+    names = ("cls", "sep", "pad", "mask") if manifest.objective == "mlm" else ("eos", "bos", "pad")
+    all_ids = manifest.special_token_ids()
     ids = {f"{name}_token": all_ids[name] for name in names}
     out = {}
     for key, tid in ids.items():
@@ -311,8 +308,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     model = build_model(cfg)
     model.load_state_dict(state["model"])  # the trainer saves the unwrapped model's state
     shards = Path(state["config"]["shards"])
-    manifest = json.loads((shards / "manifest.json").read_text())
-    tokenizer_json = shards / manifest["tokenizer"]["file"]
+    manifest = Manifest.read(shards)
+    tokenizer_json = manifest.tokenizer_path
     specials = run_special_tokens(manifest, tokenizer_json)
     return export_hf(model, cfg, tokenizer_json, out_dir or run_dir / "hf", special_tokens=specials)
 

@@ -131,7 +131,7 @@ class Trainer:
         self.run_dir = Path(cfg.out)
 
         self.shards = data.ShardSet(cfg.shards, "train")
-        has_val = self.shards.manifest["splits"].get("val", {}).get("rows", 0) > 0
+        has_val = self.shards.manifest.split_rows("val") > 0
         self.val = data.ShardSet(cfg.shards, "val") if has_val else None
         objective = self.shards.objective
         if cfg.objective is not None and cfg.objective != objective:

@@ -4,7 +4,8 @@ Launch with `torchrun ... -m train --shards DIR --objective {clm,mlm} --model ti
 
 Modules:
     config      run configuration (dataclass; defaults < TOML file < command-line overrides)
-    data        manifest-driven shard reading, global shuffle, per-rank step plan, loaders
+    data        global shuffle, per-rank step plan, micro-batches, loaders (the shards are
+                read with `dataprep.ShardSet`, the one shard library)
     model       GPT (pre-LN decoder) and BERT (encoder, MLM/NSP heads), size presets
     export      export to Hugging Face `transformers` format
     optim       AdamW parameter groups, warmup + cosine schedule

@@ -203,6 +203,15 @@ def test_wrong_row_and_token_counts_name_the_shard(copy: Path) -> None:
     assert v.verify() == [f"{v.files[0]}: {tokens - 5} tokens, the manifest says {tokens}"]
 
 
+def test_verify_checks_the_tokenizer_copy(copy: Path) -> None:
+    tok = copy / "tok.json"
+    tok.write_text(tok.read_text().replace("<|endoftext|>", "<|endoftext?>"))
+    (problem,) = Manifest.read(copy).verify()
+    assert problem.startswith(f"{tok}: checksum mismatch")
+    tok.unlink()
+    assert ShardSet(copy).verify() == [f"{tok}: tokenizer copy missing (listed in the manifest)"]
+
+
 def test_truncated_shard(copy: Path) -> None:
     shard = copy / "train-00000.arrow"
     size = shard.stat().st_size

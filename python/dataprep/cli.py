@@ -598,7 +598,7 @@ def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
         out.print(f"[bold]{shard} row {row}:[/] ", end="")
         out.print(Text(text[:300] + ("…" if len(text) > 300 else "")))
     for p in problems:
-        console.print(Text(p, style="red"))
+        console.print(Text(p, style="red"), soft_wrap=True)  # one line each, however long
     if problems:
         sys.exit(1)
 

@@ -312,15 +312,22 @@ class Manifest:
         return _core.Tokenizer.from_file(os.fspath(self.tokenizer_path), self.pattern)
 
     def verify(self, splits: Sequence[str] | None = None) -> list[str]:
-        """Checks every shard of `splits` (default: all) against the manifest.
+        """Checks the tokenizer copy and every shard of `splits` (default: all) against the
+        manifest.
 
-        Per shard, in this order: the file exists, has the recorded size and SHA-256, and holds
-        the recorded rows of `seq_len` tokens and real-token count. Reads every byte.
+        The tokenizer copy: exists, has the recorded SHA-256. Each shard, in this order: exists,
+        has the recorded size and SHA-256, holds the recorded rows of `seq_len` tokens and
+        real-token count. Reads every byte.
 
         Returns:
-            One line per shard that does not match, naming the file; empty when all match.
+            One line per file that does not match, naming it; empty when all match.
         """
         problems: list[str] = []
+        tok = self.tokenizer_path
+        if not tok.is_file():
+            problems.append(f"{tok}: tokenizer copy missing (listed in the manifest)")
+        elif (digest := _sha256(tok)) != self.tokenizer.sha256:
+            problems.append(f"{tok}: {_mismatch(digest, self.tokenizer.sha256)}")
         for name in self.splits if splits is None else splits:
             for info in self.split(name).shards:
                 problem = _check_shard(self.directory / info.file, info, self.seq_len)
@@ -393,6 +400,18 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mismatch(got: str, want: str) -> str:
+    return f"checksum mismatch (sha256 {got[:12]}…, the manifest says {want[:12]}…)"
+
+
 def _check_shard(path: Path, info: ShardInfo, seq_len: int) -> str | None:
     """What is wrong with one shard file against its manifest entry, or None."""
     if not path.is_file():
@@ -400,13 +419,8 @@ def _check_shard(path: Path, info: ShardInfo, seq_len: int) -> str | None:
     size = path.stat().st_size
     if size != info.bytes:
         return f"{path}: {size} bytes, the manifest says {info.bytes}"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    if h.hexdigest() != info.sha256:
-        got, want = h.hexdigest()[:12], info.sha256[:12]
-        return f"{path}: checksum mismatch (sha256 {got}…, the manifest says {want}…)"
+    if (digest := _sha256(path)) != info.sha256:
+        return f"{path}: {_mismatch(digest, info.sha256)}"
     try:
         table = open_shard(path)
     except (pa.ArrowInvalid, OSError) as e:

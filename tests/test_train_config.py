@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from train import config
 from train.config import OPTIONS, SECTIONS, ConfigError
@@ -118,6 +120,11 @@ def test_shards_is_required_and_none_resets_optional_numbers(tmp_path):
     toml.write_text('shards = "s"\neval_rows = 8\n')
     assert config.parse(["--config", str(toml)]).logging.eval_rows == 8
     assert config.parse(["--config", str(toml), "--eval-rows", "none"]).logging.eval_rows is None
+    toml.write_text('shards = "s"\neval_rows = "none"\n')  # TOML has no null
+    assert config.parse(["--config", str(toml)]).logging.eval_rows is None
+    toml.write_text('shards = "s"\nepochs = "none"\n')
+    with pytest.raises(ConfigError, match=r"epochs must be an integer \(got 'none'\)"):
+        config.parse(["--config", str(toml)])
 
 
 def test_toml_flat_or_in_sections(tmp_path):
@@ -177,6 +184,63 @@ def test_config_json_round_trip_and_old_flat_layout():
     assert config.TrainConfig.from_dict(flat) == cfg
     with pytest.raises(ConfigError, match=r"run/config.json: unknown keys \['optim.lr_max'\]"):
         config.TrainConfig.from_dict({**saved, "optim": {"lr_max": 1}}, "run/config.json")
+
+
+def _values(option: config.Option) -> st.SearchStrategy:
+    """Any value the option accepts."""
+    if option.choices is not None:
+        base: st.SearchStrategy = st.sampled_from(option.choices)
+    elif option.kind is bool:
+        base = st.booleans()
+    elif option.kind is int:
+        low = option.ge if option.ge is not None else option.gt + 1
+        high = option.le if option.le is not None else config.INT_MAX
+        base = st.integers(int(low), int(high))
+    elif option.kind is float:
+        base = st.floats(
+            min_value=option.ge if option.ge is not None else option.gt,
+            max_value=option.le if option.le is not None else option.lt,
+            exclude_min=option.ge is None,
+            exclude_max=option.le is None and option.lt is not None,
+            allow_nan=False,
+            allow_infinity=False,
+        )
+    else:
+        base = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1)
+    return st.none() | base if option.optional else base
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.fixed_dictionaries({name: _values(option) for name, option in OPTIONS.items()}))
+def test_command_line_toml_and_json_agree(tmp_path_factory, values):
+    m = values["mask_replace"], values["random_replace"]
+    assume(m[0] + m[1] <= 1)
+    cfg = config.TrainConfig.from_dict(values)
+    assert config.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    argv = []
+    for name, value in values.items():
+        flag = OPTIONS[name].flag
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is None:
+            argv += [] if OPTIONS[name].kind in (bool, str) else [f"{flag}=none"]
+        else:
+            argv.append(f"{flag}={value!r}" if isinstance(value, float) else f"{flag}={value}")
+    assert config.parse(argv) == cfg
+    # The same values in a sectioned TOML file. TOML has no null: optional numbers take "none",
+    # and the other options whose default is None are left out.
+    lines = []
+    for section, cls in SECTIONS.items():
+        lines.append(f"[{section}]")
+        for f in dataclasses.fields(cls):
+            value = values[f.name]
+            if value is None and OPTIONS[f.name].kind in (int, float):
+                value = "none"
+            if value is not None:
+                lines.append(f"{f.name} = {json.dumps(value, ensure_ascii=False)}")
+    path = tmp_path_factory.mktemp("toml") / "run.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert config.parse(["--config", str(path)]) == cfg
 
 
 # --- `python -m train` itself: errors are one line on stderr, never a traceback -----------

@@ -365,6 +365,8 @@ class Option:
         """`value` read from a file as this option's type; ConfigError naming `where` if not."""
         if value is None and self.optional:
             return None
+        if value == "none" and self.optional and self.kind in (int, float):
+            return None  # TOML has no null: `eval_rows = "none"`, as on the command line
         if self.choices is not None:
             if value in self.choices:
                 return value

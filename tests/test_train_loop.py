@@ -207,13 +207,14 @@ def test_config_toml_and_overrides(tmp_path):
     run_toml = tmp_path / "run.toml"
     run_toml.write_text('shards = "s"\nlr = 0.01\nmicro_batch = 2\nmax_steps = 50\n')
     cfg = config.parse(["--config", str(run_toml), "--lr", "0.02", "--max-steps", "none"])
-    assert (cfg.shards, cfg.lr, cfg.micro_batch, cfg.max_steps) == ("s", 0.02, 2, None)
+    got = (cfg.data.shards, cfg.optim.lr, cfg.batch.micro_batch, cfg.schedule.max_steps)
+    assert got == ("s", 0.02, 2, None)
     (tmp_path / "bad.toml").write_text("learning_rate = 1\n")
     with pytest.raises(ValueError, match=r"bad\.toml: unknown keys \['learning_rate'\]"):
         config.parse(["--config", str(tmp_path / "bad.toml")])
     with pytest.raises(ValueError, match="not a multiple"):
-        config.TrainConfig(shards="s", micro_batch=3, global_batch=16).batch_split(2)
-    assert config.TrainConfig(shards="s", micro_batch=2, global_batch=16).batch_split(2) == (4, 16)
+        config.BatchConfig(micro_batch=3, global_batch=16).split(2)
+    assert config.BatchConfig(micro_batch=2, global_batch=16).split(2) == (4, 16)
 
 
 def test_bad_shards_directory_is_a_clear_error(tmp_path):
@@ -225,7 +226,9 @@ def test_bad_shards_directory_is_a_clear_error(tmp_path):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    cfg = config.TrainConfig(shards="s", lr=1.0, warmup_steps=4, min_lr_ratio=0.0)
+    cfg = config.TrainConfig.from_dict(
+        {"shards": "s", "lr": 1.0, "warmup_steps": 4, "min_lr_ratio": 0.0}
+    )
     lrs = [optim.lr_at(s, cfg, 14) for s in range(15)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
     assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))

@@ -3,7 +3,8 @@
 Launch with `torchrun ... -m train --shards DIR --objective {clm,mlm} --model tiny` (README).
 
 Modules:
-    config      run configuration (dataclass; defaults < TOML file < command-line overrides)
+    config      run configuration (a dataclass per section, each field with its help, default
+                and bounds; defaults < TOML file < command-line overrides)
     data        global shuffle, per-rank step plan, micro-batches, loaders (the shards are
                 read with `dataprep.ShardSet`, the one shard library)
     model       GPT (pre-LN decoder) and BERT (encoder, MLM/NSP heads), size presets

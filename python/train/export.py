@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from dataprep.shards import Manifest
+from train.config import TrainConfig
 from train.model import ModelConfig
 
 SPECIAL_TOKEN_KEYS = (
@@ -294,7 +295,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     """Exports a training run's latest checkpoint (or `ckpt`) to `out_dir` (default RUN/hf).
 
     The tokenizer and its special tokens come from the manifest of the run's shards (the
-    checkpoint's `config["shards"]`): the tokenizer copy `dataprep tokenize` keeps there.
+    checkpoint's `--shards`): the tokenizer copy `dataprep tokenize` keeps there.
     """
     from train import checkpoint
     from train.model import build_model
@@ -307,7 +308,8 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     cfg = ModelConfig.from_dict(state["model_config"])
     model = build_model(cfg)
     model.load_state_dict(state["model"])  # the trainer saves the unwrapped model's state
-    shards = Path(state["config"]["shards"])
+    # The config as saved: sections, or flat in runs saved before them (from_dict reads both).
+    shards = Path(TrainConfig.from_dict(state["config"], f"{ckpt}: config").data.shards)
     manifest = Manifest.read(shards)
     tokenizer_json = manifest.tokenizer_path
     specials = run_special_tokens(manifest, tokenizer_json)

@@ -51,8 +51,8 @@ class Stop(Exception):
 
 
 def peak_flops(cfg: TrainConfig, dev: torch.device) -> float | None:
-    if cfg.peak_tflops is not None:
-        return cfg.peak_tflops * 1e12
+    if cfg.precision.peak_tflops is not None:
+        return cfg.precision.peak_tflops * 1e12
     if dev.type != "cuda":
         return None
     name = torch.cuda.get_device_name(dev)
@@ -128,56 +128,56 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist
         self.dev = dist.device
-        self.run_dir = Path(cfg.out)
+        self.run_dir = Path(cfg.run.out)
 
-        self.shards = data.ShardSet(cfg.shards, "train")
+        self.shards = data.ShardSet(cfg.data.shards, "train")
         has_val = self.shards.manifest.split_rows("val") > 0
-        self.val = data.ShardSet(cfg.shards, "val") if has_val else None
+        self.val = data.ShardSet(cfg.data.shards, "val") if has_val else None
         objective = self.shards.objective
-        if cfg.objective is not None and cfg.objective != objective:
+        if cfg.data.objective is not None and cfg.data.objective != objective:
             raise Stop(
-                f"{cfg.shards}: the shards are for --objective {objective}, not {cfg.objective}"
+                f"{cfg.data.shards}: the shards are for --objective {objective}, not {cfg.data.objective}"
             )
         self.objective = objective
-        self.grad_accum, self.global_batch = cfg.batch_split(dist.world_size)
+        self.grad_accum, self.global_batch = cfg.batch.split(dist.world_size)
         self.steps_per_epoch = data.steps_per_epoch(
-            self.shards.num_rows, dist.world_size, self.grad_accum, cfg.micro_batch
+            self.shards.num_rows, dist.world_size, self.grad_accum, cfg.batch.micro_batch
         )
-        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * self.steps_per_epoch
         self.masking = self._masking()
 
-        nsp = cfg.nsp if cfg.nsp is not None else self.shards.layout == "nsp"
+        nsp = cfg.network.nsp if cfg.network.nsp is not None else self.shards.layout == "nsp"
         self.model_cfg = model.model_config(
-            cfg.model,
+            cfg.network.model,
             "gpt" if objective == "clm" else "bert",
             vocab_size=self.shards.vocab_size,
             max_seq_len=self.shards.seq_len,
-            dropout=cfg.dropout,
+            dropout=cfg.network.dropout,
             **({"nsp_head": nsp, "pad_id": self.shards.pad_id} if objective == "mlm" else {}),
         )
         # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway,
         # but then a 1-rank and a 2-rank run would not start from the same model).
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run.seed)
         self.model = model.build_model(self.model_cfg).to(self.dev)
         self.optimizer = optim.build_optimizer(self.model, cfg, self.dev)
         # Dropout differs per rank (different rows), reproducibly.
-        torch.manual_seed(cfg.seed * 1_000_003 + dist.rank + 1)
+        torch.manual_seed(cfg.run.seed * 1_000_003 + dist.rank + 1)
 
         self.step = 0
         self.resumed_from: Path | None = None
-        if cfg.resume:
+        if cfg.checkpoint.resume:
             self._resume()
 
         self.autocast = self._autocast()
         net: nn.Module = self.model
-        if cfg.compile:
+        if cfg.precision.compile:
             net = torch.compile(net)  # type: ignore[assignment]
         if dist.enabled:
             net = DDP(net, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
         self.net = net
         self.peak = peak_flops(cfg, self.dev)
         # BERT's MLM head runs on the masked share of positions only (model.flops_per_token).
-        extra = {"mlm_fraction": cfg.mask_probability} if objective == "mlm" else {}
+        extra = {"mlm_fraction": cfg.masking.mask_probability} if objective == "mlm" else {}
         self.flops_per_token = self.model.flops_per_token(self.shards.seq_len, **extra)  # type: ignore[operator]
         self.stop_requested = False
 
@@ -186,19 +186,19 @@ class Trainer:
     def _masking(self) -> data.MaskingConfig | None:
         if self.objective != "mlm" or self.shards.static_masking:
             return None
-        c = self.cfg
+        m = self.cfg.masking
         return data.MaskingConfig(
-            probability=c.mask_probability,
-            strategy=c.mask_strategy,
-            mask_replace=c.mask_replace,
-            random_replace=c.random_replace,
-            span_p=c.span_p,
-            max_span=c.max_span,
-            seed=c.seed,
+            probability=m.mask_probability,
+            strategy=m.mask_strategy,
+            mask_replace=m.mask_replace,
+            random_replace=m.random_replace,
+            span_p=m.span_p,
+            max_span=m.max_span,
+            seed=self.cfg.run.seed,
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dtype = self.cfg.dtype
+        dtype = self.cfg.precision.dtype
         if dtype == "auto":
             bf16_ok = self.dev.type == "cuda" and torch.cuda.is_bf16_supported()
             dtype = "bf16" if bf16_ok else "fp32"
@@ -241,19 +241,21 @@ class Trainer:
                 self.shards,
                 rank=self.dist.rank,
                 world_size=self.dist.world_size,
-                micro_batch=self.cfg.micro_batch,
+                micro_batch=self.cfg.batch.micro_batch,
                 grad_accum=self.grad_accum,
-                seed=self.cfg.seed,
+                seed=self.cfg.run.seed,
                 epoch=epoch,
                 start_step=first,
-                num_workers=self.cfg.num_workers,
+                num_workers=self.cfg.data.num_workers,
                 masking=self.masking,
-                doc_mask=self.cfg.doc_mask,
-                shuffle=self.cfg.shuffle,
+                doc_mask=self.cfg.data.doc_mask,
+                shuffle=self.cfg.data.shuffle,
                 pin_memory=self.dev.type == "cuda",
             )
             steps = (micro for _, micro in data.iter_steps(loader))
-            yield from steps if self.cfg.num_workers else data.prefetch(steps, self.cfg.prefetch)
+            yield from (
+                steps if self.cfg.data.num_workers else data.prefetch(steps, self.cfg.data.prefetch)
+            )
             epoch, first = epoch + 1, 0
 
     def train_step(
@@ -278,7 +280,7 @@ class Trainer:
             sums[0] += out["lm"].detach().double()
             if "nsp" in out:
                 sums[1] += out["nsp"].detach().double()
-        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         return sums, counts, grad_norm
 
@@ -291,10 +293,10 @@ class Trainer:
             self.val,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            micro_batch=self.cfg.micro_batch,
-            max_rows=self.cfg.eval_rows,
+            micro_batch=self.cfg.batch.micro_batch,
+            max_rows=self.cfg.logging.eval_rows,
             masking=self.masking,
-            doc_mask=self.cfg.doc_mask,
+            doc_mask=self.cfg.data.doc_mask,
         )
         totals = torch.zeros(4, dtype=torch.float64)
         for batch in loader:
@@ -346,7 +348,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": rng,
         }
-        path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.keep_last)
+        path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.checkpoint.keep_last)
         metrics.print(f"[green]checkpoint[/] {path} ({reason})")
         distributed.barrier()
 
@@ -357,7 +359,10 @@ class Trainer:
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         distributed.barrier()
         metrics = Metrics(
-            self.run_dir, dist.is_main, cfg.tensorboard, self.step if self.resumed_from else -1
+            self.run_dir,
+            dist.is_main,
+            cfg.logging.tensorboard,
+            self.step if self.resumed_from else -1,
         )
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -373,12 +378,12 @@ class Trainer:
         m, s = self.model_cfg, self.shards
         tokens_per_step = self.global_batch * s.seq_len
         metrics.print(
-            f"[bold]{m.arch}[/] {self.cfg.model}: {self.model.num_params() / 1e6:.2f}M params, "  # type: ignore[operator]
+            f"[bold]{m.arch}[/] {self.cfg.network.model}: {self.model.num_params() / 1e6:.2f}M params, "  # type: ignore[operator]
             f"{m.n_layer} layers x {m.d_model}, vocab {m.vocab_size} | {self.objective} on "
             f"{s.num_rows:,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
-            f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.micro_batch} "
+            f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.batch.micro_batch} "
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
-            f"{self.dtype_name}{' compiled' if self.cfg.compile else ''}"
+            f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
         )
         if self.resumed_from is not None:
             epoch, in_epoch = self.position(self.step)
@@ -414,7 +419,7 @@ class Trainer:
                 metrics.print(
                     f"[yellow]step {self.step}: non-finite gradient norm, step skipped[/]"
                 )
-                if bad >= cfg.max_bad_steps:
+                if bad >= cfg.optim.max_bad_steps:
                     raise Stop(f"{bad} non-finite steps in a row at step {self.step}: stopping")
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -423,7 +428,7 @@ class Trainer:
             interval_steps += 1
             last_norm = grad_norm
 
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
                 distributed.all_reduce(interval_sums)
                 elapsed = time.perf_counter() - t_interval
                 self._log(
@@ -443,7 +448,7 @@ class Trainer:
 
             done = self.step >= self.total_steps
             t_pause = time.perf_counter()  # evaluation and checkpoints are not training time
-            if (cfg.eval_every and self.step % cfg.eval_every == 0) or done:
+            if (cfg.logging.eval_every and self.step % cfg.logging.eval_every == 0) or done:
                 result = self.evaluate()
                 if result is not None:
                     metrics.log(
@@ -452,8 +457,15 @@ class Trainer:
                     )
             stop = torch.tensor([float(self.stop_requested)])
             stop_now = float(distributed.all_reduce(stop, torch.distributed.ReduceOp.MAX)[0]) > 0
-            halt = cfg.halt_at_step is not None and self.step >= cfg.halt_at_step
-            if done or stop_now or halt or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+            halt = (
+                cfg.checkpoint.halt_at_step is not None and self.step >= cfg.checkpoint.halt_at_step
+            )
+            if (
+                done
+                or stop_now
+                or halt
+                or (cfg.checkpoint.ckpt_every and self.step % cfg.checkpoint.ckpt_every == 0)
+            ):
                 reason = (
                     "end" if done else "SIGTERM" if stop_now else "halt" if halt else "periodic"
                 )
@@ -462,7 +474,7 @@ class Trainer:
             if stop_now or halt:
                 metrics.print(f"stopped at step {self.step}; rerun the same command to resume")
                 return 0
-        if cfg.export_hf and self.dist.is_main:
+        if cfg.checkpoint.export_hf and self.dist.is_main:
             from train import export
 
             out = export.export_run(self.run_dir)
@@ -514,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    d = distributed.init(cfg.device)
+    d = distributed.init(cfg.precision.device)
     try:
         return Trainer(cfg, d).run()
     except (Stop, FileNotFoundError, ValueError) as e:

@@ -56,7 +56,10 @@ bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see 
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_mask.py
 
+docs: install  ## regenerate the README's option tables from the options schema
+	$(BIN)/python -c 'import dataprep.options as o; o.rewrite_readme("README.md")'
+
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)
 
-.PHONY: help install demo test lint bench clean
+.PHONY: help install demo test lint bench docs clean

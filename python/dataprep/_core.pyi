@@ -11,15 +11,18 @@ __all__ = [
     "Progress",
     "Tokenizer",
     "build_sequences",
+    "check_options",
     "check_writable",
     "dedup",
     "dedup_banding",
     "discover",
     "encode_with_word_starts",
     "mask_batch",
+    "options_schema",
     "read_documents",
     "split",
     "split_sentences",
+    "tiktoken_paths",
     "tokenize",
     "train_bpe",
 ]
@@ -59,102 +62,20 @@ class Tokenizer:
 def check_writable(path: str) -> None: ...
 def discover(inputs: Sequence[str]) -> list[tuple[str, int]]: ...
 def read_documents(
-    inputs: Sequence[str],
-    *,
-    format: str = "auto",
-    text_unit: str = "file",
-    jsonl_field: str = "text",
-    parquet_column: str = "text",
-    invalid_utf8: str = "replace",
+    inputs: Sequence[str], **options: Any
 ) -> tuple[list[dict[str, Any]], dict[str, int]]: ...
 def split(pattern: str, text: str) -> list[str]: ...
 def train_bpe(
-    inputs: Sequence[str],
-    vocab_size: int,
-    *,
-    pattern: str = "gpt2",
-    special_tokens: Sequence[str] = ...,
-    min_frequency: int = 2,
-    max_token_length: int | None = None,
-    threads: int | None = None,
-    holdout_every: int = 100,
-    format: str = "auto",
-    text_unit: str = "file",
-    jsonl_field: str = "text",
-    parquet_column: str = "text",
-    invalid_utf8: str = "replace",
-    progress: Progress | None = None,
+    *, progress: Progress | None = None, **options: Any
 ) -> tuple[Tokenizer, dict[str, Any]]: ...
-def tokenize(
-    inputs: Sequence[str],
-    tokenizer: str,
-    out: str,
-    *,
-    seq_len: int,
-    val_fraction: float,
-    seed: int,
-    rows_per_shard: int,
-    last_row: str,
-    threads: int,
-    eos_id: int,
-    bos_id: int | None,
-    pad_id: int,
-    config_json: str,
-    loaded: Tokenizer,
-    dedup: str = "none",
-    dedup_threshold: float = 0.8,
-    format: str = "auto",
-    text_unit: str = "file",
-    jsonl_field: str = "text",
-    parquet_column: str = "text",
-    invalid_utf8: str = "replace",
-    progress: Progress | None = None,
-    objective: str = "clm",
-    layout: str = "full_sentence",
-    cls_id: int | None = None,
-    sep_id: int | None = None,
-    mask_id: int | None = None,
-    nsp_block_docs: int = 256,
-    short_seq_prob: float = 0.1,
-    static_masking: bool = False,
-    dupe_factor: int = 1,
-    mask_probability: float = 0.15,
-    mask_prob: float = 0.8,
-    random_prob: float = 0.1,
-    mask_strategy: str = "bernoulli",
-    span_p: float = 0.2,
-    max_span: int = 10,
-    max_predictions: int | None = None,
-    special_ids: Sequence[int] = ...,
-    mlm_json: str = "null",
-) -> str: ...
+def tiktoken_paths(out: str) -> tuple[str, str]: ...
+def options_schema(command: str) -> str: ...
+def check_options(command: str, **options: Any) -> None: ...
+def tokenize(*, progress: Progress | None = None, **options: Any) -> str: ...
 def dedup_banding(
     threshold: float = 0.8, num_perm: int = 128, verify: bool = True
 ) -> tuple[int, int, float]: ...
-def dedup(
-    inputs: Sequence[str],
-    out_dir: str | None = None,
-    *,
-    mode: str = "near",
-    threshold: float = 0.8,
-    ngram: int = 5,
-    num_perm: int = 128,
-    bands: tuple[int, int] | None = None,
-    verify: bool = True,
-    nfc: bool = True,
-    whitespace: bool = True,
-    lowercase: bool = False,
-    seed: int = 1,
-    threads: int | None = None,
-    memory_mb: int = 512,
-    temp_dir: str | None = None,
-    format: str = "auto",
-    text_unit: str = "file",
-    jsonl_field: str = "text",
-    parquet_column: str = "text",
-    invalid_utf8: str = "replace",
-    progress: Progress | None = None,
-) -> dict[str, Any]: ...
+def dedup(*, progress: Progress | None = None, **options: Any) -> dict[str, Any]: ...
 def mask_batch(
     input_ids: Any,
     sample_index: npt.NDArray[np.uint64],

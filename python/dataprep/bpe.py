@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataprep import _core
+from dataprep.options import plain
+from dataprep.tokenize import PathLike, paths
 
 if TYPE_CHECKING:
     import tiktoken
-
-PathLike = str | os.PathLike[str]
 
 
 def tiktoken_paths(out: PathLike) -> tuple[Path, Path]:
@@ -22,53 +22,34 @@ def tiktoken_paths(out: PathLike) -> tuple[Path, Path]:
     >>> tiktoken_paths("tok.json")
     (PosixPath('tok.tiktoken'), PosixPath('tok.tiktoken.json'))
     """
-    ranks = Path(out).with_suffix(".tiktoken")
-    return ranks, ranks.with_name(ranks.name + ".json")
+    ranks, sidecar = _core.tiktoken_paths(os.fspath(out))
+    return Path(ranks), Path(sidecar)
 
 
 def train_bpe(
     inputs: PathLike | Sequence[PathLike],
-    vocab_size: int,
+    vocab_size: int | None = None,
     *,
-    out: PathLike | None = None,
-    tiktoken: bool = True,
-    pattern: str = "gpt2",
-    special_tokens: Sequence[str] = (),
-    min_frequency: int = 2,
-    max_token_length: int | None = None,
-    threads: int | None = None,
-    holdout_every: int = 100,
-    format: str = "auto",
-    text_unit: str = "file",
-    jsonl_field: str = "text",
-    parquet_column: str = "text",
-    invalid_utf8: str = "replace",
     progress: _core.Progress | None = None,
+    **options: Any,
 ) -> tuple[_core.Tokenizer, dict[str, Any]]:
     """Trains a byte-level BPE tokenizer on files or directories of text.
 
     Args:
         inputs: Files or directories (walked recursively). Formats: WikiExtractor `<doc>` files,
             plain text, JSONL, Parquet; `.gz`, `.bz2`, `.zst` are read transparently.
-        vocab_size: Total vocabulary size, including the 256 byte tokens and `special_tokens`.
-        out: Where to write `tokenizer.json`; checked for writability before training starts.
-        tiktoken: Also write `<out stem>.tiktoken` and its `.tiktoken.json` sidecar.
-        pattern: `gpt2`, `cl100k`, `o200k`, or a regex.
-        special_tokens: Given ids 0..k-1 in this order.
-        min_frequency: Pairs seen fewer times are never merged.
-        max_token_length: Longest token in bytes.
-        threads: Worker threads (default: all cores).
-        holdout_every: Every n-th document is held back to measure bytes per token (0: none).
-        format: `auto`, `wiki`, `text`, `jsonl` or `parquet`.
-        text_unit: Plain text: a document is a `file` or a blank-line separated `paragraph`.
-        jsonl_field: JSONL field with the text.
-        parquet_column: Parquet column with the text.
-        invalid_utf8: `replace` (U+FFFD), `skip` the document, or `error`.
+        vocab_size: Total vocabulary size, including the 256 byte tokens and the special tokens
+            (default 32000).
         progress: A `Progress` to poll from another thread (see `dataprep.cli`).
+        **options: The options of `dataprep train-bpe` by their Python names (README table, or
+            `dataprep.options.properties("train-bpe")`): `out` (where to write `tokenizer.json`,
+            checked for writability before training; with `tiktoken`, also the `.tiktoken` pair
+            next to it), `pattern`, `special_tokens`, `min_frequency`, `max_token_length`,
+            `threads`, `holdout_every` and the corpus reading options.
 
     Returns:
         The tokenizer and a dict of statistics (bytes, documents, unique words, timings,
-        held-out bytes and tokens).
+        held-out bytes and tokens, `outputs`: the files written).
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -77,33 +58,11 @@ def train_bpe(
     >>> tok.decode(tok.encode("lowest")) == "lowest"
     True
     """
-    paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    if out is not None:
-        _core.check_writable(os.fspath(out))
-        if tiktoken:
-            for p in tiktoken_paths(out):
-                _core.check_writable(os.fspath(p))
-    tok, stats = _core.train_bpe(
-        [os.fspath(p) for p in paths],
-        vocab_size,
-        pattern=pattern,
-        special_tokens=list(special_tokens),
-        min_frequency=min_frequency,
-        max_token_length=max_token_length,
-        threads=threads,
-        holdout_every=holdout_every,
-        format=format,
-        text_unit=text_unit,
-        jsonl_field=jsonl_field,
-        parquet_column=parquet_column,
-        invalid_utf8=invalid_utf8,
-        progress=progress,
-    )
-    if out is not None:
-        tok.save(os.fspath(out))
-        if tiktoken:
-            ranks, _ = tiktoken_paths(out)
-            tok.save_tiktoken(os.fspath(ranks), name=Path(out).stem)
+    opts = plain(options)
+    opts["inputs"] = paths(inputs)
+    if vocab_size is not None:
+        opts["vocab_size"] = vocab_size
+    tok, stats = _core.train_bpe(progress=progress, **opts)
     return tok, stats
 
 

@@ -1,10 +1,17 @@
-"""The `dataprep` command line: options -> library call -> rich output. No logic lives here."""
+"""The `dataprep` command line: options -> library call -> rich output. No logic lives here.
+
+The flags of `train-bpe`, `tokenize` and `dedup` are built from the options schema of the Rust
+core (`dataprep.options`), the one definition of every option; only the flags the user gives are
+passed on, so the core can refuse one that does not apply instead of ignoring it.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -13,68 +20,36 @@ from rich.text import Text
 
 import dataprep
 from dataprep import _core
-from dataprep.bpe import tiktoken_paths, train_bpe
+from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
 from dataprep.jobs import run_job
+from dataprep.options import click_options, defaults, given
 from dataprep.shards import Manifest, ShardSet
 from dataprep.tokenize import tokenize
 
 console = Console(stderr=True)
 
-CORPUS_OPTIONS = [
-    click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["auto", "wiki", "text", "jsonl", "parquet"]),
-        default="auto",
-        show_default=True,
-        help="Input format; auto: by extension, else WikiExtractor if the file starts with <doc.",
-    ),
-    click.option(
-        "--text-unit",
-        type=click.Choice(["file", "paragraph"]),
-        default="file",
-        show_default=True,
-        help="Plain text: one document per file or per blank-line separated paragraph.",
-    ),
-    click.option("--jsonl-field", default="text", show_default=True, help="JSONL text field."),
-    click.option("--parquet-column", default="text", show_default=True, help="Parquet column."),
-    click.option(
-        "--invalid-utf8",
-        type=click.Choice(["replace", "skip", "error"]),
-        default="replace",
-        show_default=True,
-        help="Invalid UTF-8 in a document: replace with U+FFFD, skip the document, or stop.",
-    ),
-]
+T = TypeVar("T")
 
 
-CORPUS_KEYS = ("fmt", "text_unit", "jsonl_field", "parquet_column", "invalid_utf8")
-
-
-def corpus_options(f):  # type: ignore[no-untyped-def]
-    """Adds the reading options and hands them to the command as one `corpus` dict of the
-    library's keyword names, so each command passes them on with `**corpus`."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        corpus = {k: kwargs.pop(k) for k in CORPUS_KEYS}
-        corpus["format"] = corpus.pop("fmt")
-        return f(*args, corpus=corpus, **kwargs)
-
-    for opt in reversed(CORPUS_OPTIONS):
-        wrapper = opt(wrapper)
-    return wrapper
-
-
-def run_or_fail(job, interrupted: str):  # type: ignore[no-untyped-def]
+def run_or_fail(job: Callable[[_core.Progress], T], interrupted: str) -> T:
     """Runs a library call with progress; a bad input or Ctrl-C becomes a one-line error."""
     try:
         return run_job(console, job)
-    except (_core.DataprepError, ValueError, OSError) as e:
+    except (_core.DataprepError, ValueError, TypeError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail(interrupted)
+
+
+def options_of(command: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave to `command`, checked by the core before anything runs."""
+    opts = given(command, click.get_current_context(), values)
+    try:
+        _core.check_options(command, **opts)
+    except (_core.DataprepError, ValueError, TypeError) as e:
+        fail(str(e))
+    return opts
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,7 +58,7 @@ def main() -> None:
     """Tokenizer training and data preparation for language-model pretraining."""
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     # Text, not markup: messages quote user input such as "[MASK]".
     console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     sys.exit(1)
@@ -98,64 +73,12 @@ def human_bytes(n: float) -> str:
 
 
 @main.command("train-bpe")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--vocab-size", type=int, default=32000, show_default=True, help="Total ids.")
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("tokenizer.json"), show_default=True
-)
-@click.option(
-    "--pattern",
-    default="gpt2",
-    show_default=True,
-    help="Split pattern: gpt2, cl100k, o200k, or a regex.",
-)
-@click.option(
-    "--special-token",
-    "special_tokens",
-    multiple=True,
-    help="A special token (repeatable); ids 0..k-1 in order. E.g. --special-token '<|endoftext|>'.",
-)
-@click.option("--min-frequency", type=int, default=2, show_default=True)
-@click.option("--max-token-length", type=int, default=None, help="Longest token in bytes.")
-@click.option("--threads", type=int, default=None, help="Worker threads [default: all cores].")
-@click.option(
-    "--holdout-every",
-    type=int,
-    default=100,
-    show_default=True,
-    help="Hold back every n-th document to measure bytes per token (0: none).",
-)
-@click.option("--tiktoken/--no-tiktoken", default=True, show_default=True)
-@corpus_options
-def train_bpe_cmd(
-    inputs: tuple[Path, ...],
-    vocab_size: int,
-    out: Path,
-    pattern: str,
-    special_tokens: tuple[str, ...],
-    min_frequency: int,
-    max_token_length: int | None,
-    threads: int | None,
-    holdout_every: int,
-    tiktoken: bool,
-    corpus: dict[str, str],
-) -> None:
+@click_options("train-bpe")
+def train_bpe_cmd(**values: Any) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
+    opts = options_of("train-bpe", values)
     _, stats = run_or_fail(
-        lambda progress: train_bpe(
-            inputs,
-            vocab_size,
-            out=out,
-            tiktoken=tiktoken,
-            pattern=pattern,
-            special_tokens=special_tokens,
-            min_frequency=min_frequency,
-            max_token_length=max_token_length,
-            threads=threads,
-            holdout_every=holdout_every,
-            **corpus,
-            progress=progress,
-        ),
+        lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
         "interrupted; nothing was written",
     )
 
@@ -183,184 +106,22 @@ def train_bpe_cmd(
                 f"({human_bytes(stats['holdout_bytes'])})",
             )
         )
-    written = [str(out)]
-    if tiktoken:
-        written += [str(p) for p in tiktoken_paths(out)]
-    rows.append(("wrote", ", ".join(written)))
+    rows.append(("wrote", ", ".join(str(p) for p in stats["outputs"])))
     for k, v in rows:
         table.add_row(k, v)
     Console().print(table)
 
 
 @main.command("tokenize")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--tokenizer",
-    "tokenizer_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="tokenizer.json (byte-level BPE) or a .tiktoken file.",
-)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Shard directory.")
-@click.option("--seq-len", type=int, default=2048, show_default=True, help="Tokens per row.")
-@click.option("--val-fraction", type=float, default=0.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the val split.")
-@click.option("--shard-size", default="256MB", show_default=True, help="Target shard size.")
-@click.option(
-    "--last-row",
-    type=click.Choice(["pad", "drop"]),
-    default="pad",
-    show_default=True,
-    help="Final partial row: pad it (n_tokens tells its length) or drop it (counted).",
-)
-@click.option("--threads", type=int, default=None, help="Encoder threads [default: all cores].")
-@click.option("--eos-token", default=None, help="EOS special token [default: found by name].")
-@click.option("--bos-token", default=None, help="BOS special token [default: found by name].")
-@click.option("--bos/--no-bos", "use_bos", default=True, show_default=True)
-@click.option("--pad-token", default=None, help="Pad token [default: found by name, else EOS].")
-@click.option(
-    "--dedup",
-    type=click.Choice(["none", "exact", "near"]),
-    default="none",
-    show_default=True,
-    help="Drop duplicate documents before encoding (see `dataprep dedup`).",
-)
-@click.option("--dedup-threshold", type=float, default=0.8, show_default=True)
-@click.option("--pattern", default=None, help="Split pattern for a .tiktoken without sidecar.")
-@click.option(
-    "--objective",
-    type=click.Choice(["clm", "mlm"]),
-    default="clm",
-    show_default=True,
-    help="clm: packed causal rows; mlm: [CLS] A [SEP] (B [SEP]) rows.",
-)
-@click.option(
-    "--layout",
-    type=click.Choice(["full-sentence", "nsp"]),
-    default="full-sentence",
-    show_default=True,
-    help="MLM: sentences packed across documents (RoBERTa) or pairs with NSP labels (BERT).",
-)
-@click.option("--cls-token", default=None, help="MLM: [default: [CLS] or <s>].")
-@click.option("--sep-token", default=None, help="MLM: [default: [SEP] or </s>].")
-@click.option("--mask-token", default=None, help="MLM: [default: [MASK] or <mask>].")
-@click.option(
-    "--nsp-block-docs",
-    type=int,
-    default=256,
-    show_default=True,
-    help="NSP: documents per block; random B segments come from the same block.",
-)
-@click.option(
-    "--static-masking", is_flag=True, help="MLM: mask at prep time (adds a labels column)."
-)
-@click.option(
-    "--dupe-factor",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Static masking: differently masked copies of each row.",
-)
-@click.option("--mask-probability", type=float, default=0.15, show_default=True)
-@click.option(
-    "--mask-strategy",
-    type=click.Choice(["bernoulli", "fixed", "whole_word", "span"]),
-    default="bernoulli",
-    show_default=True,
-)
-@click.option(
-    "--replace-mask",
-    type=float,
-    default=0.8,
-    show_default=True,
-    help="Share of masked tokens replaced by [MASK].",
-)
-@click.option(
-    "--replace-random",
-    type=float,
-    default=0.1,
-    show_default=True,
-    help="Share of masked tokens replaced by a random id (the rest stay).",
-)
-@click.option("--span-p", type=float, default=0.2, show_default=True, help="Span: geometric p.")
-@click.option("--max-span", type=int, default=10, show_default=True, help="Span: longest, words.")
-@click.option(
-    "--max-predictions", type=int, default=None, help="fixed: most masked tokens per row."
-)
-@corpus_options
-def tokenize_cmd(
-    inputs: tuple[Path, ...],
-    tokenizer_path: Path,
-    out: Path,
-    seq_len: int,
-    val_fraction: float,
-    seed: int,
-    shard_size: str,
-    last_row: str,
-    threads: int | None,
-    eos_token: str | None,
-    bos_token: str | None,
-    use_bos: bool,
-    pad_token: str | None,
-    dedup: str,
-    dedup_threshold: float,
-    pattern: str | None,
-    objective: str,
-    layout: str,
-    cls_token: str | None,
-    sep_token: str | None,
-    mask_token: str | None,
-    nsp_block_docs: int,
-    static_masking: bool,
-    dupe_factor: int,
-    mask_probability: float,
-    mask_strategy: str,
-    replace_mask: float,
-    replace_random: float,
-    span_p: float,
-    max_span: int,
-    max_predictions: int | None,
-    corpus: dict[str, str],
-) -> None:
+@click_options("tokenize")
+def tokenize_cmd(**values: Any) -> None:
     """Tokenize INPUTS into packed Arrow shards in --out (resumable: rerun to continue)."""
-    import time
-
+    opts = options_of("tokenize", values)
+    out = opts["out"]
     t0 = time.perf_counter()
     m = run_or_fail(
         lambda progress: tokenize(
-            inputs,
-            tokenizer_path,
-            out,
-            seq_len=seq_len,
-            val_fraction=val_fraction,
-            seed=seed,
-            shard_size=shard_size,
-            last_row=last_row,
-            threads=threads,
-            eos_token=eos_token,
-            bos_token=bos_token,
-            use_bos=use_bos,
-            pad_token=pad_token,
-            dedup=dedup,
-            dedup_threshold=dedup_threshold,
-            pattern=pattern,
-            **corpus,
-            progress=progress,
-            objective=objective,
-            layout=layout,
-            cls_token=cls_token,
-            sep_token=sep_token,
-            mask_token=mask_token,
-            nsp_block_docs=nsp_block_docs,
-            static_masking=static_masking,
-            dupe_factor=dupe_factor,
-            mask_probability=mask_probability,
-            mask_strategy=mask_strategy,
-            replace_mask=replace_mask,
-            replace_random=replace_random,
-            span_p=span_p,
-            max_span=max_span,
-            max_predictions=max_predictions,
+            opts.pop("inputs"), opts.pop("tokenizer"), opts.pop("out"), progress=progress, **opts
         ),
         f"interrupted; finished shards are kept: rerun the same command to resume into {out}",
     )
@@ -390,126 +151,25 @@ def tokenize_cmd(
 
 
 @main.command("dedup")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("deduped"),
-    show_default=True,
-    help="Directory for the kept documents, clusters.jsonl (the audit report) and summary.json.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["exact", "near"]),
-    default="near",
-    show_default=True,
-    help="exact: normalized-text hash; near: exact, then MinHash LSH.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.8,
-    show_default=True,
-    help="Jaccard similarity of shingles at and above which documents are near duplicates.",
-)
-@click.option(
-    "--ngram", type=click.IntRange(1), default=5, show_default=True, help="Words per shingle."
-)
-@click.option("--num-perm", type=click.IntRange(1, 1024), default=128, show_default=True)
-@click.option(
-    "--bands",
-    type=(click.IntRange(1), click.IntRange(1)),
-    default=None,
-    metavar="B R",
-    help="LSH bands and rows [default: derived from --threshold].",
-)
-@click.option(
-    "--verify/--no-verify",
-    default=True,
-    show_default=True,
-    help="Check candidate pairs by their true Jaccard: no pair below the threshold is removed.",
-)
-@click.option("--nfc/--no-nfc", default=True, show_default=True, help="Exact key: Unicode NFC.")
-@click.option(
-    "--whitespace/--no-whitespace",
-    default=True,
-    show_default=True,
-    help="Exact key: collapse whitespace.",
-)
-@click.option(
-    "--lowercase/--no-lowercase",
-    default=False,
-    show_default=True,
-    help="Exact key: ignore case.",
-)
-@click.option("--seed", type=int, default=1, show_default=True, help="MinHash seed.")
-@click.option("--threads", type=int, default=None, help="Worker threads [default: all cores].")
-@click.option(
-    "--memory-mb",
-    type=click.IntRange(1),
-    default=512,
-    show_default=True,
-    help="Sort-buffer budget; beyond it signatures spill to sorted runs on disk.",
-)
-@click.option(
-    "--temp-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where sorted runs are spilled [default: system temp].",
-)
-@corpus_options
-def dedup_cmd(
-    inputs: tuple[Path, ...],
-    out: Path,
-    mode: str,
-    threshold: float,
-    ngram: int,
-    num_perm: int,
-    bands: tuple[int, int] | None,
-    verify: bool,
-    nfc: bool,
-    whitespace: bool,
-    lowercase: bool,
-    seed: int,
-    threads: int | None,
-    memory_mb: int,
-    temp_dir: Path | None,
-    corpus: dict[str, str],
-) -> None:
+@click_options("dedup")
+def dedup_cmd(**values: Any) -> None:
     """Remove exact and near-duplicate documents from INPUTS (files or directories)."""
+    opts = options_of("dedup", values)
+    o = defaults("dedup") | opts
+    mode, threshold, num_perm, bands = o["mode"], o["threshold"], o["num_perm"], o["bands"]
     if mode == "near":
-        if bands is not None and bands[0] * bands[1] > num_perm:
-            fail(f"--bands {bands[0]} x {bands[1]} needs more than --num-perm {num_perm}")
-        b, r, p = banding(threshold, num_perm, verify)
+        b, r, p = banding(threshold, num_perm, o["verify"])
         if bands is not None:
             b, r = bands
             p = 1 - (1 - threshold**r) ** b
         console.print(
             f"LSH: {b} bands x {r} rows of {num_perm} permutations; a pair at J = {threshold:.2f} "
             f"becomes a candidate with probability {p:.3f}"
-            + ("; candidates are verified by exact Jaccard" if verify else ""),
+            + ("; candidates are verified by exact Jaccard" if o["verify"] else ""),
             highlight=False,
         )
     stats = run_or_fail(
-        lambda progress: dedup(
-            inputs,
-            out,
-            mode=mode,
-            threshold=threshold,
-            ngram=ngram,
-            num_perm=num_perm,
-            bands=bands,
-            verify=verify,
-            nfc=nfc,
-            whitespace=whitespace,
-            lowercase=lowercase,
-            seed=seed,
-            threads=threads,
-            memory_mb=memory_mb,
-            temp_dir=temp_dir,
-            **corpus,
-            progress=progress,
-        ),
+        lambda progress: dedup(opts.pop("inputs"), opts.pop("out"), progress=progress, **opts),
         "interrupted; files already written in the output directory are complete",
     )
 
@@ -532,12 +192,12 @@ def dedup_cmd(
             (
                 "LSH",
                 f"{stats['bands']} bands x {stats['rows']} rows, threshold {threshold:.2f}, "
-                f"{ngram}-gram shingles",
+                f"{o['ngram']}-gram shingles",
             ),
             (
                 "pairs",
                 f"{stats['candidate_pairs']:,} candidates, {stats['similar_pairs']:,} "
-                + ("verified >= threshold" if verify else "accepted (not verified)"),
+                + ("verified >= threshold" if o["verify"] else "accepted (not verified)"),
             ),
         ]
     rows += [
@@ -550,7 +210,7 @@ def dedup_cmd(
             f"{stats['threads']} threads)",
         ),
         ("throughput", f"{stats['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s"),
-        ("wrote", f"{out}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),
+        ("wrote", f"{o['out']}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),
     ]
     for k, v in rows:
         table.add_row(k, v)

@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod error;
 pub mod fsutil;
 pub mod mask;
+pub mod options;
 pub mod pack;
 pub mod pipeline;
 pub mod pretokenize;

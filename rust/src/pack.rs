@@ -7,7 +7,8 @@
 //! real) or dropped (the count is reported, never silent).
 
 /// What happens to the final row when fewer than `seq_len` tokens remain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum LastRow {
     /// Pad with the pad id; the row's `n_tokens` is its real length.
     Pad,

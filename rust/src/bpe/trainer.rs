@@ -102,7 +102,7 @@ impl TrainerConfig {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let k = self.special_tokens.len() as u32;
         if self.vocab_size < k + 256 {
             return Err(Error::Config(format!(

@@ -24,7 +24,8 @@ pub use pipeline::{read_batches, Batch};
 use crate::error::{Error, Result};
 
 /// How a file's content is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Sniffed per file: `.jsonl/.ndjson/.json` are JSONL, `.parquet` is Parquet, a file whose
     /// first non-blank bytes are `<doc` is WikiExtractor, anything else plain text.
@@ -36,7 +37,8 @@ pub enum Format {
 }
 
 /// What one document is in a plain-text file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum TextUnit {
     /// The whole file.
     File,
@@ -45,7 +47,8 @@ pub enum TextUnit {
 }
 
 /// What to do with a document that is not valid UTF-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Utf8Policy {
     /// Replace each invalid sequence by U+FFFD and keep the document (counted).
     Replace,

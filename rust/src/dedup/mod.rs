@@ -45,7 +45,8 @@ use runs::{Record, RunWriter};
 use unionfind::UnionFind;
 
 /// Which stages run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Exact duplicates of the normalized text only.
     Exact,

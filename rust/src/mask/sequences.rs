@@ -192,9 +192,14 @@ impl<'a> Span<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How MLM rows are laid out (`--layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub enum Layout {
+    /// Sentences packed across documents (RoBERTa).
+    #[serde(rename = "full-sentence")]
     FullSentence,
+    /// Sentence pairs with next-sentence labels (BERT).
+    #[serde(rename = "nsp")]
     NspPairs,
 }
 

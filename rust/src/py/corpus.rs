@@ -1,42 +1,13 @@
-//! Corpus options from Python keywords, and `read_documents` for inspection and tests.
+//! `read_documents` and `discover` for inspection and tests, and the reading statistics as a dict.
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::run_detached;
-use crate::corpus::{self, CorpusConfig, Format, ReadStats, TextUnit, Utf8Policy};
-
-pub(crate) fn corpus_config(
-    format: &str,
-    text_unit: &str,
-    jsonl_field: &str,
-    parquet_column: &str,
-    invalid_utf8: &str,
-) -> PyResult<CorpusConfig> {
-    let format = match format {
-        "auto" => Format::Auto,
-        "wiki" => Format::Wiki,
-        "text" => Format::Text,
-        "jsonl" => Format::Jsonl,
-        "parquet" => Format::Parquet,
-        o => return Err(PyValueError::new_err(format!("unknown format {o:?} (auto, wiki, text, jsonl, parquet)"))),
-    };
-    let text_unit = match text_unit {
-        "file" => TextUnit::File,
-        "paragraph" => TextUnit::Paragraph,
-        o => return Err(PyValueError::new_err(format!("unknown text unit {o:?} (file, paragraph)"))),
-    };
-    let utf8 = match invalid_utf8 {
-        "replace" => Utf8Policy::Replace,
-        "skip" => Utf8Policy::Skip,
-        "error" => Utf8Policy::Error,
-        o => return Err(PyValueError::new_err(format!("unknown invalid-UTF-8 policy {o:?} (replace, skip, error)"))),
-    };
-    Ok(CorpusConfig { format, text_unit, jsonl_field: jsonl_field.into(), parquet_column: parquet_column.into(), utf8 })
-}
+use crate::corpus::{self, ReadStats};
+use crate::options::CorpusOptions;
 
 pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ReadStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -51,18 +22,17 @@ pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ReadStats) -> PyResult<Bound<
 
 /// Reads every document of `inputs` into memory: `(docs, stats)`, each doc a dict with `text`,
 /// `file`, `index`, `id`, `title`. For inspection and tests; stages stream instead.
+/// `options`: the corpus reading options (`format`, `text_unit`, `jsonl_field`, `parquet_column`,
+/// `invalid_utf8`), as every command takes them.
 #[pyfunction]
-#[pyo3(signature = (inputs, *, format="auto", text_unit="file", jsonl_field="text", parquet_column="text", invalid_utf8="replace"))]
+#[pyo3(signature = (inputs, **options))]
 fn read_documents<'py>(
     py: Python<'py>,
     inputs: Vec<PathBuf>,
-    format: &str,
-    text_unit: &str,
-    jsonl_field: &str,
-    parquet_column: &str,
-    invalid_utf8: &str,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Vec<Bound<'py, PyDict>>, Bound<'py, PyDict>)> {
-    let cfg = corpus_config(format, text_unit, jsonl_field, parquet_column, invalid_utf8)?;
+    let (opts, _) = super::options::parse::<CorpusOptions>("read_documents", options)?;
+    let cfg = opts.config();
     let (docs, stats) = run_detached(py, || {
         let files = corpus::discover(&inputs)?;
         let mut docs = Vec::new();

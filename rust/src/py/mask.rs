@@ -15,6 +15,7 @@ use super::tokenizer::PyTokenizer;
 use crate::bpe::EncodeCache;
 use crate::mask::sequences::{build_sequences as build, Documents, Layout, SequenceConfig};
 use crate::mask::{self, MaskConfig, Strategy, TokenId};
+use crate::options::tokenize::MaskStrategy;
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
     a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
@@ -48,17 +49,10 @@ fn mask_typed<'py, T: TokenId + Element>(
 
 /// A masking strategy by name (`bernoulli`, `fixed`, `whole_word`, `span`).
 pub(super) fn parse_strategy(name: &str, span_p: f64, max_span: u32) -> PyResult<Strategy> {
-    Ok(match name {
-        "bernoulli" => Strategy::Bernoulli,
-        "fixed" => Strategy::FixedCount,
-        "whole_word" => Strategy::WholeWord,
-        "span" => Strategy::Span { p_geometric: span_p, max_span },
-        o => {
-            return Err(PyValueError::new_err(format!(
-                "unknown masking strategy {o:?} (bernoulli, fixed, whole_word, span)"
-            )))
-        }
-    })
+    let s: MaskStrategy = serde_json::from_value(serde_json::Value::String(name.into())).map_err(|_| {
+        PyValueError::new_err(format!("unknown masking strategy {name:?} (bernoulli, fixed, whole_word, span)"))
+    })?;
+    Ok(s.strategy(span_p, max_span))
 }
 
 /// Masks a `(B, T)` batch of ids; returns `(input_ids, labels)`. See `dataprep.mask.mask_batch`.

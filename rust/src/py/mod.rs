@@ -6,6 +6,7 @@
 mod corpus;
 mod dedup;
 mod mask;
+mod options;
 mod tokenize;
 mod tokenizer;
 
@@ -77,5 +78,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tokenize::register(m)?;
     dedup::register(m)?;
     mask::register(m)?;
+    options::register(m)?;
     Ok(())
 }

@@ -7,11 +7,10 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::corpus::{corpus_config, stats_dict};
-use super::{run_detached, PyProgress};
-use crate::bpe::trainer::{self, TrainerConfig};
+use super::corpus::stats_dict;
+use super::{options, run_detached, PyProgress};
 use crate::bpe::Tokenizer;
-use crate::corpus;
+use crate::options::TrainBpeOptions;
 use crate::pretokenize::{Pattern, PreTokenizer};
 
 /// A byte-level BPE tokenizer. Thread-safe; encoding releases the GIL.
@@ -128,41 +127,19 @@ fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
     Ok(pt.pieces(text).into_iter().map(String::from).collect())
 }
 
-/// Trains a byte-level BPE tokenizer; returns `(tokenizer, stats)`. See `dataprep.train_bpe`.
+/// Trains a byte-level BPE tokenizer and, with `out`, writes `tokenizer.json` (and the tiktoken
+/// pair); returns `(tokenizer, stats)`. `options`: the keyword arguments of `dataprep.train_bpe`
+/// (see `options_schema("train-bpe")`).
 #[pyfunction]
-#[pyo3(signature = (inputs, vocab_size, *, pattern="gpt2", special_tokens=vec![], min_frequency=2, max_token_length=None,
-    threads=None, holdout_every=100, format="auto", text_unit="file", jsonl_field="text", parquet_column="text",
-    invalid_utf8="replace", progress=None))]
+#[pyo3(signature = (*, progress=None, **options))]
 fn train_bpe<'py>(
     py: Python<'py>,
-    inputs: Vec<PathBuf>,
-    vocab_size: u32,
-    pattern: &str,
-    special_tokens: Vec<String>,
-    min_frequency: u64,
-    max_token_length: Option<usize>,
-    threads: Option<usize>,
-    holdout_every: u64,
-    format: &str,
-    text_unit: &str,
-    jsonl_field: &str,
-    parquet_column: &str,
-    invalid_utf8: &str,
     progress: Option<PyRef<'py, PyProgress>>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
-    let corpus_cfg = corpus_config(format, text_unit, jsonl_field, parquet_column, invalid_utf8)?;
-    let cfg = TrainerConfig::new(vocab_size)
-        .pattern(Pattern::parse(pattern))
-        .special_tokens(special_tokens)
-        .min_frequency(min_frequency)
-        .max_token_length(max_token_length)
-        .threads(threads.unwrap_or_else(default_threads))
-        .holdout_every(holdout_every);
+    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
-    let (tok, st) = run_detached(py, || {
-        let files = corpus::discover(&inputs)?;
-        trainer::train(&files, &corpus_cfg, &cfg, &progress.0)
-    })?;
+    let (tok, st, threads) = run_detached(py, || opts.run(&given, &progress.0))?;
     let d = stats_dict(py, &st.read)?;
     d.set_item("unique_words", st.unique_words)?;
     d.set_item("merges", st.merges)?;
@@ -173,11 +150,19 @@ fn train_bpe<'py>(
     d.set_item("holdout_documents", st.holdout_documents)?;
     d.set_item("holdout_bytes", st.holdout_bytes)?;
     d.set_item("holdout_tokens", st.holdout_tokens)?;
-    d.set_item("threads", cfg.threads)?;
+    d.set_item("threads", threads)?;
+    d.set_item("outputs", opts.outputs())?;
     Ok((PyTokenizer(Arc::new(tok)), d))
 }
 
+/// `(ranks, sidecar)`: the tiktoken files `train_bpe` writes next to a `tokenizer.json`.
+#[pyfunction]
+fn tiktoken_paths(out: PathBuf) -> (PathBuf, PathBuf) {
+    crate::options::train_bpe::tiktoken_paths(&out)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tiktoken_paths, m)?)?;
     m.add_class::<PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(split, m)?)?;
     m.add_function(wrap_pyfunction!(train_bpe, m)?)?;

@@ -1,0 +1,150 @@
+//! `dataprep train-bpe` options and the command itself (train, then write the files).
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
+use crate::bpe::trainer::{self, TrainStats, TrainerConfig};
+use crate::bpe::Tokenizer;
+use crate::corpus;
+use crate::error::{Error, Result};
+use crate::fsutil::check_writable;
+use crate::pretokenize::Pattern;
+use crate::progress::Progress;
+
+/// Largest vocabulary we train: ids must fit the shards' uint32 and a realistic memory budget.
+pub const MAX_VOCAB_SIZE: u32 = 1 << 24;
+
+/// Every option of `dataprep train-bpe` (Python: `dataprep.train_bpe`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TrainBpeOptions {
+    /// Files or directories to read (walked recursively).
+    #[schemars(extend("x-required" = true, "x-argument" = true))]
+    pub inputs: Vec<String>,
+    /// Total ids, including the 256 bytes and the special tokens.
+    pub vocab_size: u32,
+    /// Where to write tokenizer.json (checked for writability before training); none: write nothing.
+    #[schemars(extend("x-cli-default" = "tokenizer.json"))]
+    pub out: Option<String>,
+    /// Also write <out stem>.tiktoken and its .tiktoken.json sidecar next to --out.
+    pub tiktoken: bool,
+    /// Split pattern: gpt2, cl100k, o200k, or a regex.
+    pub pattern: String,
+    /// A special token (repeatable); ids 0..k-1 in order. E.g. --special-token '<|endoftext|>'.
+    #[schemars(extend("x-flag" = "--special-token"))]
+    pub special_tokens: Vec<String>,
+    /// Pairs seen fewer times are never merged.
+    pub min_frequency: u64,
+    /// Longest token in bytes [default: no limit].
+    pub max_token_length: Option<usize>,
+    /// Worker threads [default: all cores]; the output is the same for any number.
+    pub threads: Option<usize>,
+    /// Hold back every n-th document to measure bytes per token (0: none).
+    pub holdout_every: u64,
+    #[serde(flatten)]
+    pub corpus: CorpusOptions,
+}
+
+impl Default for TrainBpeOptions {
+    fn default() -> Self {
+        let t = TrainerConfig::new(32000);
+        Self {
+            inputs: Vec::new(),
+            vocab_size: t.vocab_size,
+            out: None,
+            tiktoken: true,
+            pattern: "gpt2".into(),
+            special_tokens: Vec::new(),
+            min_frequency: t.min_frequency,
+            max_token_length: t.max_token_length,
+            threads: None,
+            holdout_every: t.holdout_every,
+            corpus: CorpusOptions::default(),
+        }
+    }
+}
+
+fn flag(field: &str) -> String {
+    flag_of::<TrainBpeOptions>(field)
+}
+
+/// The tiktoken ranks file and its JSON sidecar written next to a `tokenizer.json`.
+pub fn tiktoken_paths(out: &Path) -> (PathBuf, PathBuf) {
+    let ranks = out.with_extension("tiktoken");
+    let mut side = ranks.clone().into_os_string();
+    side.push(".json");
+    (ranks, PathBuf::from(side))
+}
+
+impl TrainBpeOptions {
+    pub fn validate(&self, given: &Given) -> Result<()> {
+        if self.inputs.is_empty() {
+            return Err(Error::Config(format!("{} is required", flag("inputs"))));
+        }
+        if self.out.is_none() {
+            refuse_given(given, &["tiktoken"], flag, "applies with --out only")?;
+        }
+        // The lower bound (256 bytes + the special tokens) is the trainer's own check.
+        ensure(
+            self.vocab_size <= MAX_VOCAB_SIZE,
+            "--vocab-size",
+            format!("at most {MAX_VOCAB_SIZE}"),
+            self.vocab_size,
+        )?;
+        ensure(self.min_frequency >= 1, "--min-frequency", "at least 1", self.min_frequency)?;
+        if let Some(n) = self.max_token_length {
+            ensure(n >= 1, "--max-token-length", "at least 1", n)?;
+        }
+        if let Some(t) = self.threads {
+            ensure((1..=4096).contains(&t), "--threads", "between 1 and 4096", t)?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> TrainerConfig {
+        TrainerConfig::new(self.vocab_size)
+            .pattern(Pattern::parse(&self.pattern))
+            .special_tokens(self.special_tokens.clone())
+            .min_frequency(self.min_frequency)
+            .max_token_length(self.max_token_length)
+            .threads(threads_or_all(self.threads))
+            .holdout_every(self.holdout_every)
+    }
+
+    /// The files `run` writes: `tokenizer.json`, then the tiktoken pair when asked for.
+    pub fn outputs(&self) -> Vec<PathBuf> {
+        let Some(out) = &self.out else { return Vec::new() };
+        let out = PathBuf::from(out);
+        let mut paths = vec![out.clone()];
+        if self.tiktoken {
+            let (ranks, side) = tiktoken_paths(&out);
+            paths.extend([ranks, side]);
+        }
+        paths
+    }
+
+    /// Validates, checks the outputs can be written, trains, then writes the files.
+    pub fn run(&self, given: &Given, progress: &Progress) -> Result<(Tokenizer, TrainStats, usize)> {
+        self.validate(given)?;
+        let cfg = self.config();
+        cfg.validate()?;
+        for p in self.outputs() {
+            check_writable(&p)?;
+        }
+        let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
+        let files = corpus::discover(&inputs)?;
+        let (tok, stats) = trainer::train(&files, &self.corpus.config(), &cfg, progress)?;
+        if let Some(out) = &self.out {
+            let out = Path::new(out);
+            tok.save_hf(out)?;
+            if self.tiktoken {
+                let name = out.file_stem().map_or("dataprep".into(), |s| s.to_string_lossy().into_owned());
+                tok.save_tiktoken(&tiktoken_paths(out).0, &name)?;
+            }
+        }
+        Ok((tok, stats, cfg.threads))
+    }
+}

@@ -410,3 +410,65 @@ def test_defaults_match_the_documented_ones() -> None:
     )
     assert defaults("train-bpe")["vocab_size"] == 32000
     assert defaults("dedup")["mode"] == "near"
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(
+    corpora: Path, tokenizers: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two `tokenize` runs on one --out: the second fails at once, naming the first."""
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big"
+    big.mkdir()
+    text = (corpora / "jsonl" / "docs.jsonl").read_text()
+    for k in range(40):
+        (big / f"p{k}.jsonl").write_text(text)
+    out = tmp_path / "out"
+    args = ["tokenize", str(big), "--tokenizer", str(tokenizers["tok"]), "--seq-len", "64"]
+    cmd = [sys.executable, "-m", "dataprep.cli", *args, "--out", str(out), "--threads", "1"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = out / ".dataprep.lock"
+    deadline = time.time() + 60
+    while (
+        not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline
+    ):
+        time.sleep(0.01)
+    try:
+        r = CliRunner().invoke(main, [*args, "--out", str(out)])
+        holder = f"pid {first.pid}"
+        assert first.poll() is None, "the first run ended too soon for this test"
+        assert r.exit_code == 1 and "is being written by dataprep tokenize" in r.output, r.output
+        assert holder in r.output, r.output
+    finally:
+        first.kill()
+        first.wait()
+    # The first run died holding the lock: the next run takes it over and says so.
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "took over the lock of dataprep tokenize" in r.output, r.output
+
+
+def test_outputs_inside_inputs_are_refused(
+    corpora: Path, tokenizers: dict[str, Path], tmp_path: Path
+) -> None:
+    inputs = tmp_path / "corpus"
+    shutil.copytree(corpora / "jsonl", inputs)
+    with pytest.raises(ValueError, match="is inside the input"):
+        dataprep.tokenize(inputs, tokenizers["tok"], inputs / "shards")
+    with pytest.raises(ValueError, match="is inside the input"):
+        dataprep.dedup(inputs, inputs / "deduped")
+    with pytest.raises(ValueError, match="is inside --out"):
+        dataprep.dedup(inputs / "docs.jsonl", inputs)
+    assert not (inputs / "shards").exists() and not (inputs / "deduped").exists()
+
+
+def test_train_bpe_creates_the_output_directory(corpora: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir" / "tok.json"
+    _, stats = dataprep.train_bpe(corpora / "jsonl", 300, out=out, holdout_every=0)
+    assert out.exists() and [Path(p).name for p in stats["outputs"]] == [
+        "tok.json",
+        "tok.tiktoken",
+        "tok.tiktoken.json",
+    ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -75,6 +76,8 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
             handle.cancel()
             thread.join()
             raise
+    for note in handle.notes():
+        console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True)
     if "error" in result:
         raise result["error"]
     return result["value"]

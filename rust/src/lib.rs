@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod dedup;
 pub mod error;
 pub mod fsutil;
+pub mod lock;
 pub mod mask;
 pub mod options;
 pub mod pack;

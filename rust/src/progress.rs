@@ -19,6 +19,8 @@ pub struct Progress {
     /// Tokens produced so far (encoding stages).
     tokens: AtomicU64,
     cancel: AtomicBool,
+    /// Things the user should know that are not errors (a stale lock taken over, ...).
+    notes: Mutex<Vec<String>>,
 }
 
 /// A consistent-enough copy of the counters for display.
@@ -34,6 +36,16 @@ pub struct Snapshot {
 impl Progress {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records a note for whoever renders the job (shown after it).
+    pub fn note(&self, text: impl Into<String>) {
+        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(text.into());
+    }
+
+    /// The notes recorded so far.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Starts a new phase with `total` units (0 when unknown).

@@ -10,6 +10,7 @@ use crate::corpus;
 use crate::dedup::output::{write_output, OutputStats};
 use crate::dedup::{find_duplicates, DedupConfig, DedupResult, Mode, Normalization};
 use crate::error::{Error, Result};
+use crate::lock::{check_disjoint, OutputLock};
 use crate::progress::Progress;
 
 /// Every option of `dataprep dedup` (Python: `dataprep.dedup`).
@@ -114,6 +115,10 @@ impl DedupOptions {
             ensure((1..=4096).contains(&t), "--threads", "between 1 and 4096", t)?;
         }
         ensure((1..=1 << 20).contains(&self.memory_mb), "--memory-mb", "between 1 and 1048576", self.memory_mb)?;
+        if let Some(out) = &self.out {
+            let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
+            check_disjoint(&inputs, out.as_ref(), "--out")?;
+        }
         Ok(())
     }
 
@@ -138,6 +143,16 @@ impl DedupOptions {
         let cfg = self.config();
         let corpus_cfg = self.corpus.config();
         let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
+        let _lock = match &self.out {
+            Some(dir) => {
+                let lock = OutputLock::directory(dir.as_ref(), "dedup")?;
+                if let Some(note) = lock.stale_note() {
+                    progress.note(note);
+                }
+                Some(lock)
+            }
+            None => None,
+        };
         let files = corpus::discover(&inputs)?;
         let result = find_duplicates(&files, &corpus_cfg, &cfg, progress)?;
         let written = match &self.out {

@@ -13,6 +13,7 @@ use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
+use crate::lock::{check_disjoint, OutputLock};
 use crate::mask::sequences::Layout;
 use crate::mask::{MaskConfig, Strategy};
 use crate::pack::LastRow;
@@ -351,7 +352,8 @@ impl TokenizeOptions {
         if let Some(n) = self.max_predictions {
             ensure(n >= 1, "--max-predictions", "at least 1", n)?;
         }
-        Ok(())
+        let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
+        check_disjoint(&inputs, Path::new(&self.out), "--out")
     }
 
     /// Loads the tokenizer the options name.
@@ -550,6 +552,11 @@ impl TokenizeOptions {
         let tok = self.load_tokenizer()?;
         let (cfg, config) = self.resolve(&tok)?;
         let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
+        let out = Path::new(&self.out);
+        let lock = OutputLock::directory(out, "tokenize")?;
+        if let Some(note) = lock.stale_note() {
+            progress.note(note);
+        }
         let files = corpus::discover(&inputs)?;
         tokenize(
             &files,

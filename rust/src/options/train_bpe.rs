@@ -11,6 +11,7 @@ use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::error::{Error, Result};
 use crate::fsutil::check_writable;
+use crate::lock::OutputLock;
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
 
@@ -131,6 +132,20 @@ impl TrainBpeOptions {
         self.validate(given)?;
         let cfg = self.config();
         cfg.validate()?;
+        let _lock = match &self.out {
+            Some(out) => {
+                let out = Path::new(out);
+                if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                let lock = OutputLock::file(out, "train-bpe")?;
+                if let Some(note) = lock.stale_note() {
+                    progress.note(note);
+                }
+                Some(lock)
+            }
+            None => None,
+        };
         for p in self.outputs() {
             check_writable(&p)?;
         }

@@ -60,6 +60,11 @@ impl PyProgress {
     fn cancel(&self) {
         self.0.cancel();
     }
+
+    /// Notes the job left for the user (not errors), in order.
+    fn notes(&self) -> Vec<String> {
+        self.0.notes()
+    }
 }
 
 /// Fails (naming the path) when `path` cannot be written, before a long job starts.

@@ -5,8 +5,9 @@
 //! even by `kill -9`: a lock can never be stuck. The file also holds the holder's host, pid and
 //! command, to name it in the error a second writer gets, and to recognise (and report) a lock
 //! file left behind by a holder that died: its text is still there while nobody holds the lock.
-//! A clean release empties the file (it is not removed: removing a lock file that another process
-//! has just opened would let two writers in).
+//! A clean release removes the file. Another process may have opened the file just before it was
+//! removed; so after taking the lock, a process checks that the path still names the file it
+//! locked (same inode) and starts over if not: two writers can never hold one output.
 //!
 //! NOTE: `flock` is local to a machine (and unreliable on some network filesystems); two hosts
 //! writing one shared directory are told apart by the host name in the message only when the
@@ -53,34 +54,44 @@ impl OutputLock {
     }
 
     fn acquire(path: &Path, what: &Path, command: &str) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let mut holder = String::new();
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process" } else { holder };
-                return Err(Error::input(
-                    what,
-                    format!("is being written by {holder}; wait for it to finish, or write elsewhere"),
-                ));
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            let mut holder = String::new();
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() { "another process" } else { holder };
+                    return Err(Error::input(
+                        what,
+                        format!("is being written by {holder}; wait for it to finish, or write elsewhere"),
+                    ));
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            // The holder before us may have removed the file after we opened it: then we hold a
+            // lock on a name that no longer exists, and must take the new one.
+            let ours = file.metadata().map_err(|e| Error::io(path, e))?;
+            match std::fs::metadata(path) {
+                Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {}
+                _ => continue,
+            }
+            file.read_to_string(&mut holder).map_err(|e| Error::io(path, e))?;
+            let stale = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
+            let me = format!("dataprep {command} (pid {} on {})\n", std::process::id(), host());
+            file.set_len(0).map_err(|e| Error::io(path, e))?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+            file.write_all(me.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(path, e))?;
+            return Ok(Self { file, path: path.to_path_buf(), stale });
         }
-        file.read_to_string(&mut holder).map_err(|e| Error::io(path, e))?;
-        let stale = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
-        let me = format!("dataprep {command} (pid {} on {})\n", std::process::id(), host());
-        file.set_len(0).map_err(|e| Error::io(path, e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
-        file.write_all(me.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(path, e))?;
-        Ok(Self { file, path: path.to_path_buf(), stale })
     }
 
     /// The note a CLI shows when a dead holder's lock was taken over, if any.
@@ -93,8 +104,10 @@ impl OutputLock {
 
 impl Drop for OutputLock {
     fn drop(&mut self) {
-        // Empty = released cleanly; the kernel drops the flock when the file closes.
-        let _ = self.file.set_len(0);
+        // Removed while still locked (see the module docs); the kernel drops the flock when the
+        // file closes. A holder killed before this leaves the file with its text: a stale lock.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
 
@@ -152,6 +165,7 @@ mod tests {
         let e = OutputLock::directory(dir.path(), "tokenize").unwrap_err().to_string();
         assert!(e.contains("is being written by dataprep tokenize (pid"), "{e}");
         drop(a);
+        assert!(!dir.path().join(LOCK_FILE).exists(), "a clean release removes the lock file");
         let b = OutputLock::directory(dir.path(), "tokenize").unwrap();
         assert!(b.stale.is_none(), "a clean release leaves no stale note");
     }

@@ -138,6 +138,9 @@ impl TrainBpeOptions {
                 if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
+                for p in self.outputs() {
+                    check_writable(&p)?;
+                }
                 let lock = OutputLock::file(out, "train-bpe")?;
                 if let Some(note) = lock.stale_note() {
                     progress.note(note);
@@ -146,9 +149,6 @@ impl TrainBpeOptions {
             }
             None => None,
         };
-        for p in self.outputs() {
-            check_writable(&p)?;
-        }
         let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
         let files = corpus::discover(&inputs)?;
         let (tok, stats) = trainer::train(&files, &self.corpus.config(), &cfg, progress)?;

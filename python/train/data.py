@@ -106,52 +106,73 @@ def _stat_key(path: Path, sha256: str) -> dict[str, Any]:
     return {"sha256": sha256, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def verify_once(manifest: Manifest, record: Path) -> Verification:
-    """Checks the tokenizer copy and every shard of `manifest` against their SHA-256s
-    (`Manifest.verify`), unless `record` (a run's `verified.json`) says they were checked with
-    the same manifest and each file still has the size and modification time it had then.
+class VerifiedRecord:
+    """A run's record of verified data (`RUN/verified.json`): per shard directory, the SHA-256
+    of its manifest and, per file (the tokenizer copy and every shard), the manifest's SHA-256,
+    the size and the mtime it had when its bytes were checked against the manifest.
 
-    A successful check is written to `record`, keyed by the shard directory and, per file, by
-    the manifest's SHA-256, the size and the mtime: a resume does not read the data again, and a
-    file replaced since (another size or mtime) is read again.
+    `covered` says whether the record vouches for the directory as it is now: the same manifest,
+    and each file still of the size and mtime it had then. Then a resume does not read the data
+    again; a file replaced since (another size or mtime) is read again.
 
     NOTE: a byte flipped in place with the mtime restored passes the record (`dataprep inspect
     DIR` reads everything again, and so does a run after `verified.json` is deleted). Hashing
     on every start instead would cost a full read of the data per resume.
     """
-    m = manifest
-    entry: dict[str, Any] = {"manifest_sha256": hashlib.sha256(m.path.read_bytes()).hexdigest()}
-    paths = [(m.tokenizer_path, m.tokenizer.sha256)] + [
-        (m.directory / s.file, s.sha256) for sp in m.splits.values() for s in sp.shards
-    ]
-    total = sum(s.bytes for sp in m.splits.values() for s in sp.shards)
-    try:
-        entry["files"] = {p.name: _stat_key(p, sha) for p, sha in paths}
-    except OSError:
-        entry["files"] = None  # a file is missing: Manifest.verify names it
-    key = os.fspath(m.directory.resolve())
-    try:
-        known = json.loads(record.read_text()).get("directories", {})
-    except (OSError, ValueError, AttributeError):
-        known = {}  # no record (or an unreadable one): verify, then write a fresh one
-    if not isinstance(known, dict):
-        known = {}
-    seen = known.get(key)
-    if (
-        entry["files"] is not None
-        and isinstance(seen, dict)
-        and {k: seen.get(k) for k in entry} == entry
-    ):
-        return Verification(len(paths), total, None, [])
+
+    def __init__(self, manifest: Manifest, path: Path) -> None:
+        m = manifest
+        self.path = path
+        self.key = os.fspath(m.directory.resolve())
+        self.files = 1 + sum(len(sp.shards) for sp in m.splits.values())
+        self.bytes = sum(s.bytes for sp in m.splits.values() for s in sp.shards)
+        paths = [(m.tokenizer_path, m.tokenizer.sha256)] + [
+            (m.directory / s.file, s.sha256) for sp in m.splits.values() for s in sp.shards
+        ]
+        self.entry: dict[str, Any] | None
+        try:
+            self.entry = {
+                "manifest_sha256": hashlib.sha256(m.path.read_bytes()).hexdigest(),
+                "files": {p.name: _stat_key(p, sha) for p, sha in paths},
+            }
+        except OSError:
+            self.entry = None  # a file is missing: `Manifest.verify` names it
+        try:
+            known = json.loads(path.read_text()).get("directories", {})
+        except (OSError, ValueError, AttributeError):
+            known = {}  # no record (or an unreadable one): verify, then write a fresh one
+        self.known: dict[str, Any] = known if isinstance(known, dict) else {}
+
+    @property
+    def covered(self) -> bool:
+        seen = self.known.get(self.key)
+        if self.entry is None or not isinstance(seen, dict):
+            return False
+        return {k: seen.get(k) for k in self.entry} == self.entry
+
+    def write(self, seconds: float) -> None:
+        """Records the directory as verified (atomically), with the seconds it took."""
+        if self.entry is None:
+            return
+        self.known[self.key] = {**self.entry, "seconds": round(seconds, 3), "time": time.time()}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"directories": self.known}, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+def verify_once(manifest: Manifest, record: Path) -> Verification:
+    """Checks the tokenizer copy and every shard of `manifest` against their SHA-256s
+    (`Manifest.verify`) unless `record` (`VerifiedRecord`) covers them, and records a success.
+    The trainer does the same with the files shared out over its ranks."""
+    rec = VerifiedRecord(manifest, record)
+    if rec.covered:
+        return Verification(rec.files, rec.bytes, None, [])
     t0 = time.perf_counter()
-    problems = m.verify()
+    problems = manifest.verify()
     seconds = time.perf_counter() - t0
-    if not problems and entry["files"] is not None:
-        known[key] = {**entry, "seconds": round(seconds, 3), "verified_at": time.time()}
-        tmp = record.with_name(record.name + ".tmp")
-        tmp.write_text(json.dumps({"directories": known}, indent=2) + "\n")
-        os.replace(tmp, record)
-    return Verification(len(paths), total, seconds, problems)
+    if not problems:
+        rec.write(seconds)
+    return Verification(rec.files, rec.bytes, seconds, problems)
 
 
 # --- global order -------------------------------------------------------------------------
@@ -684,6 +705,7 @@ __all__ = [
     "StepPlan",
     "StepSampler",
     "Verification",
+    "VerifiedRecord",
     "eval_rows",
     "iter_steps",
     "make_eval_loader",

@@ -482,3 +482,21 @@ def test_bert_mfu_counts_the_predicted_positions(shards, tmp_path):
         assert abs(share - cfg.masking.mask_probability) > 0.005
         flops = t.model.flops_per_token(t.shards.seq_len, mlm_fraction=share)
         assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-9)
+
+
+def test_checkpoint_checksums_and_legacy_checkpoints(tmp_path):
+    path = checkpoint.save(tmp_path, 1, {"step": 1, "data": {}}, {"step": 1, "data": {}}, 3)
+    meta = checkpoint.verify(path)
+    assert set(meta["checksums"]) == {"state.pt", "meta.json"}
+    # A flipped byte in the key that holds the checksums is no way around them.
+    flip(path / "meta.json", at=b"checksums")
+    with pytest.raises(checkpoint.CorruptCheckpoint, match="checksums are missing or damaged"):
+        checkpoint.load(path)
+    # A checkpoint of the trainer before checksums loads, with a note that it is unverified.
+    legacy = checkpoint.checkpoint_dir(tmp_path) / "step-00000002"
+    legacy.mkdir()
+    torch.save({"step": 2}, legacy / "state.pt")
+    (legacy / "meta.json").write_text('{"step": 2}')
+    found, state, notes = checkpoint.load_latest_good(tmp_path)
+    assert found == legacy and state == {"step": 2}
+    assert notes == [f"{legacy}: saved by an older trainer, without checksums: not verified"]

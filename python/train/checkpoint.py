@@ -137,8 +137,15 @@ def _meta_digest(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def is_legacy(meta: dict[str, Any]) -> bool:
+    """A checkpoint of a trainer that recorded no checksums and no data fingerprint: it cannot
+    be verified. (One flipped byte can damage one key, never both.)"""
+    return "checksums" not in meta and "data" not in meta
+
+
 def read_meta(path: Path) -> dict[str, Any]:
-    """`meta.json` of checkpoint `path`, checked against its own checksum.
+    """`meta.json` of checkpoint `path`, checked against its own checksum (a legacy one, see
+    `is_legacy`, is returned unchecked).
 
     Raises:
         CorruptCheckpoint: It is missing, not JSON, or its content does not match its checksum.
@@ -150,9 +157,11 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CorruptCheckpoint(f"{file}: unreadable ({e})") from None
     if not isinstance(meta, dict):
         raise CorruptCheckpoint(f"{file}: not a JSON object")
+    if is_legacy(meta):
+        return meta
     sums = meta.get("checksums")
     if not isinstance(sums, dict) or not isinstance(sums.get(META), str):
-        raise CorruptCheckpoint(f"{file}: records no checksums (saved by an older trainer?)")
+        raise CorruptCheckpoint(f"{file}: its checksums are missing or damaged")
     if _meta_digest(meta) != sums[META]:
         raise CorruptCheckpoint(f"{file}: content does not match its recorded SHA-256")
     return meta
@@ -162,6 +171,8 @@ def verify(path: Path) -> dict[str, Any]:
     """Checks `meta.json` and `state.pt` of checkpoint `path` against the recorded SHA-256s;
     returns the meta. Raises CorruptCheckpoint naming the file that does not match."""
     meta = read_meta(path)
+    if is_legacy(meta):
+        return meta
     state = Path(path) / STATE
     want = meta["checksums"].get(STATE)
     try:
@@ -195,7 +206,8 @@ def load(path: Path, *, check: bool = True) -> dict[str, Any]:
 
 def load_latest_good(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]] | None:
     """The newest checkpoint of the run that passes its checksums and loads, with one line per
-    newer checkpoint that did not (`(path, state, problems)`); None when the run has none.
+    newer checkpoint that did not, and one if it is a legacy checkpoint that could not be
+    verified (`(path, state, notes)`); None when the run has none.
 
     Raises:
         CorruptCheckpoint: There are checkpoints, and none of them is good (the message lists
@@ -205,9 +217,14 @@ def load_latest_good(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]] | 
     problems: list[str] = []
     for path in reversed(found):
         try:
-            return path, load(path), problems
+            state = load(path)
         except CorruptCheckpoint as e:
             problems.append(str(e))
+            continue
+        notes = [f"skipped {line}" for line in problems]
+        if is_legacy(state):
+            notes.append(f"{path}: saved by an older trainer, without checksums: not verified")
+        return path, state, notes
     if problems:
         raise CorruptCheckpoint(
             f"no usable checkpoint in {checkpoint_dir(run_dir)}: " + "; ".join(problems)

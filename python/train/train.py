@@ -387,8 +387,8 @@ class Trainer:
             )
         if found is None:
             return
-        path, state, skipped = found
-        self.resume_notes += [f"[yellow]skipped {line}[/]" for line in skipped]
+        path, state, notes = found
+        self.resume_notes += [f"[yellow]{line}[/]" for line in notes]
         changes = self._data_differences(state.get("data"))
         if changes and not self.cfg.checkpoint.allow_data_change:
             raise Stop(

@@ -137,7 +137,7 @@ class Metrics:
         self.file.flush()
         if self.tb is not None:
             for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
+                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
                     self.tb.add_scalar(key, value, record["step"])
         if line:
             self.console.print(line)
@@ -392,8 +392,8 @@ class Trainer:
         changes = self._data_differences(state.get("data"))
         if changes and not self.cfg.checkpoint.allow_data_change:
             raise Stop(
-                f"{path}: {'; '.join(changes)} (resuming would train on other samples; "
-                "pass --allow-data-change to continue anyway, or use another --out)"
+                f"{path}: {'; '.join(changes)} (pass --allow-data-change to resume on these "
+                "samples anyway, or use another --out)"
             )
         self.data_changes = list(state.get("data_changes", []))
         if changes:

@@ -21,8 +21,9 @@ How a step is put together, and why:
 
 What the trainer promises under faults (each one tested in tests/test_train_loop.py):
 - Data: every shard's and the tokenizer copy's SHA-256 is checked against the manifest before
-  their first use in a run (rank 0; the verdict is broadcast, so all ranks stop together), and
-  recorded in `RUN/verified.json` so a resume does not read the data again.
+  their first use in a run (the files shared out over the ranks, every verdict gathered on
+  every rank, so all ranks stop together), and recorded in `RUN/verified.json` so a resume does
+  not read the data again.
 - Checkpoints record the data fingerprint (`Trainer.fingerprint`) and the SHA-256 of each file
   they write; resume refuses other data unless `--allow-data-change`, skips a corrupt latest
   checkpoint (one line) for the previous good one, and all ranks must resume the same step.

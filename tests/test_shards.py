@@ -168,6 +168,12 @@ def test_verify_names_the_shard_with_a_flipped_byte(copy: Path) -> None:
     assert len(problems := s.verify()) == 1
     assert problems[0].startswith(f"{shard}: checksum mismatch (sha256 ")
     assert ShardSet(copy, "val").verify() == []
+    # Shared out over 3 processes (the trainer's ranks): each file is checked by exactly one.
+    m = Manifest.read(copy)
+    # The list is the tokenizer copy, then the shards: train-00002 is file 3.
+    assert [m.verify(part=(k, 3)) for k in range(3)] == [problems, [], []]
+    with pytest.raises(ValueError, match="part 3 of 3"):
+        m.verify(part=(3, 3))
 
 
 def test_missing_shard(copy: Path) -> None:

@@ -375,3 +375,15 @@ def test_bad_arguments(clm_dir: Path, fs_dir: Path) -> None:
         make_loader(s, rank=0, world_size=1, micro_batch=0, grad_accum=1, seed=0, epoch=0)
     with pytest.raises(ValueError, match="doc_mask"):
         MicroBatches(ShardSet(fs_dir), doc_mask=True)
+
+
+def test_loaders_never_draw_from_the_global_rng(clm_dir: Path) -> None:
+    """The global torch RNG is dropout's: a loader that drew its workers' base seed from it
+    (one draw per iterator, so one more in a resumed run) broke bit-identical resume."""
+    s = ShardSet(clm_dir)
+    before = torch.get_rng_state()
+    for workers in (0, 1):
+        loader = make_loader(s, rank=0, world_size=1, micro_batch=4, grad_accum=1, seed=0,
+                             epoch=0, num_workers=workers)  # fmt: skip
+        next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -274,3 +274,229 @@ def test_doc_mask_run(shards, tmp_path):
     rows = losses(run)
     assert len(rows) == 6 and all(0 < loss < 10 for _, loss in rows)
     assert rows[-1][1] < rows[0][1]
+
+
+# --- faults: nothing silent, nothing lost (issue 12) ----------------------------------------
+
+
+def run_inline(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`python -m train ARGS` in this process (one rank): (exit code, stderr)."""
+    from train import train as trainer
+
+    code = trainer.main(args)
+    return code, capsys.readouterr().err
+
+
+def flip(path: Path, offset: int | None = None, at: bytes | None = None) -> None:
+    """Flips one bit of the byte at `offset` (default: the middle), or of the first byte of
+    `at`'s first occurrence."""
+    raw = bytearray(path.read_bytes())
+    if at is not None:
+        offset = raw.index(at)
+    elif offset is None:
+        offset = len(raw) // 2
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def copy_shards(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def without_wall_clock(rows: list[dict]) -> list[dict]:
+    from train.train import WALL_CLOCK_FIELDS
+
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK_FIELDS} for r in rows]
+
+
+@pytest.mark.slow
+def test_flipped_shard_byte_stops_every_rank(shards, tmp_path):
+    data = copy_shards(shards["clm"], tmp_path / "shards")
+    flip(data / "train-00001.arrow")
+    proc = launch([*COMMON, "--shards", str(data), "--max-steps", "2", "--out",
+                   str(tmp_path / "run")], check=False)  # fmt: skip
+    assert proc.returncode != 0
+    # Every rank stops on the same verdict (torchrun may kill one before it prints it).
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error (rank")]
+    assert lines, proc.stderr[-3000:]
+    for line in lines:
+        assert "train-00001.arrow: checksum mismatch" in line, proc.stderr[-3000:]
+        assert "re-run `dataprep tokenize` into a fresh directory" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()  # not one step trained
+
+
+def test_shards_are_verified_once_per_run(shards, tmp_path, capsys):
+    data = copy_shards(shards["clm"], tmp_path / "shards")
+    run = tmp_path / "run"
+    args = [*COMMON, "--shards", str(data), "--max-steps", "2", "--out", str(run)]
+    code, err = run_inline([*args, "--halt-at-step", "1"], capsys)
+    assert code == 0 and "verified against the manifest in" in err and "MB/s" in err
+    record = json.loads((run / "verified.json").read_text())["directories"][str(data.resolve())]
+    assert set(record["files"]) == {p.name for p in data.iterdir() if p.name != "manifest.json"}
+    code, err = run_inline(args, capsys)  # the resume does not read the data again
+    assert code == 0 and "unchanged since verified" in err, err
+    # A shard rewritten since (another mtime) is read again, and a mismatch stops the run.
+    flip(data / "train-00000.arrow")
+    code, err = run_inline([*args, "--max-steps", "3"], capsys)
+    assert code == 1 and "train-00000.arrow: checksum mismatch" in err, err
+    assert "Traceback" not in err
+
+
+def test_flipped_manifest_byte_is_detected(shards, tmp_path, capsys):
+    data = copy_shards(shards["clm"], tmp_path / "shards")
+    manifest = data / "manifest.json"
+    original = manifest.read_bytes()
+    # A flipped byte in a shard's recorded SHA-256: that shard no longer matches.
+    sha = json.loads(original)["splits"]["train"]["shards"][0]["sha256"]
+    flip(manifest, at=sha.encode())
+    code, err = run_inline([*COMMON, "--shards", str(data), "--max-steps", "1",
+                            "--out", str(tmp_path / "a")], capsys)  # fmt: skip
+    assert code == 1 and "train-00000.arrow: checksum mismatch" in err, err
+    # A flipped byte anywhere else: a resume refuses the changed manifest, naming both hashes.
+    manifest.write_bytes(original)
+    run = tmp_path / "b"
+    args = [*COMMON, "--shards", str(data), "--max-steps", "3", "--out", str(run)]
+    assert run_inline([*args, "--halt-at-step", "1"], capsys)[0] == 0
+    key = b'"dataprep_version": "'
+    flip(manifest, offset=original.index(key) + len(key))  # the version's first digit
+    code, err = run_inline(args, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "--shards: the checkpoint was trained on" in err and "these shards are" in err, err
+    assert "--allow-data-change" in err
+
+
+def test_resume_refuses_other_data_unless_allowed(shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "3", "--out", str(run)]
+    assert run_inline([*args, "--halt-at-step", "1"], capsys)[0] == 0
+    meta = json.loads((checkpoint.latest(run) / "meta.json").read_text())
+    assert meta["data"]["seed"] == 0 and meta["data"]["world_size"] == 1
+    assert len(meta["data"]["manifest_sha256"]) == 64 and meta["data"]["global_batch"] == 4
+    for extra, says in [
+        (["--seed", "1"], "--seed: the checkpoint was trained with 0, now 1"),
+        (["--no-shuffle"], "--shuffle: the checkpoint was trained with True, now False"),
+        (["--shards", str(shards["nsp"]), "--objective", "mlm"], "--shards: the checkpoint"),
+        (["--global-batch", "8"], "--global-batch: the checkpoint was trained with 4, now 8"),
+    ]:
+        code, err = run_inline([*args, *extra], capsys)
+        assert code == 1 and says in err and "Traceback" not in err, (extra, err)
+    code, err = run_inline([*args, "--seed", "1", "--allow-data-change"], capsys)
+    assert code == 0 and "data changed (--allow-data-change): --seed" in err, err
+    meta = json.loads((checkpoint.latest(run) / "meta.json").read_text())
+    assert meta["data"]["seed"] == 1
+    assert meta["data_changes"] == [
+        {"step": 1, "changes": ["--seed: the checkpoint was trained with 0, now 1"]}
+    ]
+
+
+def test_corrupt_checkpoints_fall_back_to_the_previous_good_one(shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*COMMON, "--shards", str(shards["clm"]), "--ckpt-every", "2", "--out", str(run)]
+    assert run_inline([*args, "--max-steps", "4"], capsys)[0] == 0
+    steps = [p.name for p in checkpoint.list_checkpoints(run)]
+    assert steps == ["step-00000002", "step-00000004"]
+    reference = losses(run)
+
+    flip(run / "checkpoints" / "step-00000004" / "state.pt")
+    code, err = run_inline([*args, "--max-steps", "5"], capsys)
+    assert code == 0, err
+    assert "step-00000004/state.pt: checksum mismatch" in err, err
+    assert "resumed from" in err and "step-00000002" in err
+    assert losses(run)[:4] == reference  # steps 3, 4 redone exactly
+
+    flip(run / "checkpoints" / "step-00000005" / "meta.json", at=b'end"')  # "dnd"
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=r"meta\.json: content does not match"):
+        checkpoint.verify(run / "checkpoints" / "step-00000005")
+    flip(run / "checkpoints" / "step-00000004" / "meta.json")
+    flip(run / "checkpoints" / "step-00000002" / "state.pt", offset=100)
+    code, err = run_inline([*args, "--max-steps", "6"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "no usable checkpoint in" in err and "step-00000005/meta.json" in err, err
+
+
+def test_ranks_must_resume_the_same_step(shards, tmp_path, capsys):
+    """Ranks that see different checkpoints (--out not shared) stop, saying so."""
+    args = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "3", "--global-batch", "8"]
+    assert run_inline([*args, "--halt-at-step", "1", "--out", str(tmp_path / "rank0")],
+                      capsys)[0] == 0  # fmt: skip
+    script = tmp_path / "per_rank_out.py"
+    script.write_text(
+        "import os, sys\nfrom train import train\n"
+        "out = f'{sys.argv[1]}/rank{os.environ[\"RANK\"]}'\n"
+        "sys.exit(train.main([*sys.argv[2:], '--out', out]))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(script), str(tmp_path), *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error (rank")]
+    assert lines, proc.stderr[-3000:]
+    assert all("ranks found different checkpoints" in line for line in lines), lines
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_with_dropout_is_bit_identical_metrics_included(shards, tmp_path):
+    """Dropout on, batches made on the prefetch thread, a stop off the --log-every grid: the
+    metrics of the interrupted + resumed run are the uninterrupted run's, line for line."""
+    base = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "8", "--num-workers", "0",
+            "--dropout", "0.1", "--log-every", "3"]  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    launch([*base, "--out", str(full)])
+    launch([*base, "--out", str(cut), "--halt-at-step", "4"])
+    partial = metrics(cut)[-1]
+    assert partial["step"] == 4 and partial["partial"] is True  # steps 4..4 shown at the stop
+    launch([*base, "--out", str(cut)])
+    reference = metrics(full)
+    assert [r["step"] for r in reference] == [3, 6, 8, 8]  # 3 loss lines, 1 eval line
+    assert without_wall_clock(metrics(cut)) == without_wall_clock(reference)
+
+
+@pytest.mark.parametrize("strategy", ["bernoulli", "fixed", "whole_word", "span"])
+def test_mlm_resume_is_bit_identical_for_every_masking_strategy(shards, tmp_path, capsys, strategy):
+    base = [*COMMON, "--shards", str(shards["nsp"]), "--max-steps", "4", "--dropout", "0.1",
+            "--mask-strategy", strategy, "--log-every", "3"]  # fmt: skip
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run_inline([*base, "--out", str(full)], capsys)[0] == 0
+    assert run_inline([*base, "--out", str(cut), "--halt-at-step", "2"], capsys)[0] == 0
+    assert run_inline([*base, "--out", str(cut)], capsys)[0] == 0
+    assert without_wall_clock(metrics(cut)) == without_wall_clock(metrics(full))
+
+
+def test_bert_mfu_counts_the_predicted_positions(shards, tmp_path):
+    from train import distributed
+    from train import train as trainer
+
+    cfg = config.parse([*COMMON, "--shards", str(shards["nsp"]), "--max-steps", "3",
+                        "--peak-tflops", "1", "--out", str(tmp_path)])  # fmt: skip
+    t = trainer.Trainer(cfg, distributed.Dist(0, 1, 0, 1, torch.device("cpu")))
+    assert t.run() == 0
+    positions = t.global_batch * t.shards.seq_len
+    steps = t.micro_batches(0)
+    for row in (m for m in metrics(tmp_path) if "loss" in m):
+        share = sum(int((b["labels"] != -100).sum()) for b in next(steps)) / positions
+        # Specials, padding and the NSP second segment's structure: never the mask probability.
+        assert abs(share - cfg.masking.mask_probability) > 0.005
+        flops = t.model.flops_per_token(t.shards.seq_len, mlm_fraction=share)
+        assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-9)
+
+
+def test_checkpoint_checksums_and_legacy_checkpoints(tmp_path):
+    path = checkpoint.save(tmp_path, 1, {"step": 1, "data": {}}, {"step": 1, "data": {}}, 3)
+    meta = checkpoint.verify(path)
+    assert set(meta["checksums"]) == {"state.pt", "meta.json"}
+    # A flipped byte in the key that holds the checksums is no way around them.
+    flip(path / "meta.json", at=b"checksums")
+    with pytest.raises(checkpoint.CorruptCheckpoint, match="checksums are missing or damaged"):
+        checkpoint.load(path)
+    # A checkpoint of the trainer before checksums loads, with a note that it is unverified.
+    legacy = checkpoint.checkpoint_dir(tmp_path) / "step-00000002"
+    legacy.mkdir()
+    torch.save({"step": 2}, legacy / "state.pt")
+    (legacy / "meta.json").write_text('{"step": 2}')
+    found, state, notes = checkpoint.load_latest_good(tmp_path)
+    assert found == legacy and state == {"step": 2}
+    assert notes == [f"{legacy}: saved by an older trainer, without checksums: not verified"]

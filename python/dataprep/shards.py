@@ -311,7 +311,9 @@ class Manifest:
             )
         return _core.Tokenizer.from_file(os.fspath(self.tokenizer_path), self.pattern)
 
-    def verify(self, splits: Sequence[str] | None = None) -> list[str]:
+    def verify(
+        self, splits: Sequence[str] | None = None, *, part: tuple[int, int] = (0, 1)
+    ) -> list[str]:
         """Checks the tokenizer copy and every shard of `splits` (default: all) against the
         manifest.
 
@@ -319,20 +321,33 @@ class Manifest:
         has the recorded size and SHA-256, holds the recorded rows of `seq_len` tokens and
         real-token count. Reads every byte.
 
+        Args:
+            splits: The splits whose shards to check (default: all).
+            part: `(k, n)`: check only files `k, k + n, k + 2n, ...` of the list (the
+                tokenizer copy, then the shards in split and row order), so that `n` processes
+                share the work (the trainer's ranks).
+
         Returns:
             One line per file that does not match, naming it; empty when all match.
         """
+        k, n = part
+        if not 0 <= k < n:
+            raise ValueError(f"part {k} of {n} does not exist")
         problems: list[str] = []
         tok = self.tokenizer_path
-        if not tok.is_file():
-            problems.append(f"{tok}: tokenizer copy missing (listed in the manifest)")
-        elif (digest := _sha256(tok)) != self.tokenizer.sha256:
-            problems.append(f"{tok}: {_mismatch(digest, self.tokenizer.sha256)}")
-        for name in self.splits if splits is None else splits:
-            for info in self.split(name).shards:
-                problem = _check_shard(self.directory / info.file, info, self.seq_len)
-                if problem is not None:
-                    problems.append(problem)
+        if k == 0:
+            if not tok.is_file():
+                problems.append(f"{tok}: tokenizer copy missing (listed in the manifest)")
+            elif (digest := _sha256(tok)) != self.tokenizer.sha256:
+                problems.append(f"{tok}: {_mismatch(digest, self.tokenizer.sha256)}")
+        infos = [info for name in (self.splits if splits is None else splits)
+                 for info in self.split(name).shards]  # fmt: skip
+        for i, info in enumerate(infos, start=1):
+            if i % n != k:
+                continue
+            problem = _check_shard(self.directory / info.file, info, self.seq_len)
+            if problem is not None:
+                problems.append(problem)
         return problems
 
 

@@ -247,6 +247,11 @@ class CheckpointConfig:
         None, "save and exit after this step, as a preemption would (tests); none = never", ge=1
     )
     export_hf: bool = opt(False, "at the end, export to Hugging Face format in --out/hf")
+    allow_data_change: bool = opt(
+        False,
+        "resume even when the shards, tokenizer, seed, shuffle, masking or global batch differ "
+        "from the checkpoint's (the change is recorded in meta.json)",
+    )
 
 
 @dataclass

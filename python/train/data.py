@@ -10,6 +10,8 @@ The pieces, from disk to a micro-batch (the batch contract is in `train/__init__
                   rows cost nothing to shuffle and any step can be found without replaying
     StepPlan      which rows each rank feeds into each micro-batch of each optimizer step
     make_loader   a DataLoader that yields this rank's micro-batches of one epoch, in order
+    verify_once   the shards' SHA-256s checked against the manifest before their first use in a
+                  run, and recorded in the run directory (`verified.json`) so a resume skips it
 
 Step plan. An optimizer step takes the next `G = world_size x grad_accum x micro_batch`
 positions of the epoch's order, so the *set* of rows of step `s` depends only on
@@ -38,11 +40,16 @@ row is the same on any rank, in any batch, after any resume.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -50,7 +57,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import dataprep
-from dataprep.shards import ShardSet
+from dataprep.shards import Manifest, ShardSet
 
 T = TypeVar("T")
 
@@ -72,6 +79,100 @@ def steps_per_epoch(num_rows: int, world_size: int, grad_accum: int, micro_batch
     if global_batch < 1:
         raise ValueError("world_size, grad_accum and micro_batch must be at least 1")
     return -(-num_rows // global_batch)
+
+
+# --- verified data ------------------------------------------------------------------------
+
+VERIFIED = "verified.json"  # in the run directory
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `verify_once` did: the files it covers, their bytes, and the seconds it spent
+    hashing (None when the run directory's record already covered every file unchanged)."""
+
+    files: int
+    bytes: int
+    seconds: float | None
+    problems: list[str]
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / 1e6 / max(self.seconds or 0.0, 1e-9)
+
+
+def _stat_key(path: Path, sha256: str) -> dict[str, Any]:
+    st = path.stat()
+    return {"sha256": sha256, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class VerifiedRecord:
+    """A run's record of verified data (`RUN/verified.json`): per shard directory, the SHA-256
+    of its manifest and, per file (the tokenizer copy and every shard), the manifest's SHA-256,
+    the size and the mtime it had when its bytes were checked against the manifest.
+
+    `covered` says whether the record vouches for the directory as it is now: the same manifest,
+    and each file still of the size and mtime it had then. Then a resume does not read the data
+    again; a file replaced since (another size or mtime) is read again.
+
+    NOTE: a byte flipped in place with the mtime restored passes the record (`dataprep inspect
+    DIR` reads everything again, and so does a run after `verified.json` is deleted). Hashing
+    on every start instead would cost a full read of the data per resume.
+    """
+
+    def __init__(self, manifest: Manifest, path: Path) -> None:
+        m = manifest
+        self.path = path
+        self.key = os.fspath(m.directory.resolve())
+        self.files = 1 + sum(len(sp.shards) for sp in m.splits.values())
+        self.bytes = sum(s.bytes for sp in m.splits.values() for s in sp.shards)
+        paths = [(m.tokenizer_path, m.tokenizer.sha256)] + [
+            (m.directory / s.file, s.sha256) for sp in m.splits.values() for s in sp.shards
+        ]
+        self.entry: dict[str, Any] | None
+        try:
+            self.entry = {
+                "manifest_sha256": hashlib.sha256(m.path.read_bytes()).hexdigest(),
+                "files": {p.name: _stat_key(p, sha) for p, sha in paths},
+            }
+        except OSError:
+            self.entry = None  # a file is missing: `Manifest.verify` names it
+        try:
+            known = json.loads(path.read_text()).get("directories", {})
+        except (OSError, ValueError, AttributeError):
+            known = {}  # no record (or an unreadable one): verify, then write a fresh one
+        self.known: dict[str, Any] = known if isinstance(known, dict) else {}
+
+    @property
+    def covered(self) -> bool:
+        seen = self.known.get(self.key)
+        if self.entry is None or not isinstance(seen, dict):
+            return False
+        return {k: seen.get(k) for k in self.entry} == self.entry
+
+    def write(self, seconds: float) -> None:
+        """Records the directory as verified (atomically), with the seconds it took."""
+        if self.entry is None:
+            return
+        self.known[self.key] = {**self.entry, "seconds": round(seconds, 3), "time": time.time()}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"directories": self.known}, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+def verify_once(manifest: Manifest, record: Path) -> Verification:
+    """Checks the tokenizer copy and every shard of `manifest` against their SHA-256s
+    (`Manifest.verify`) unless `record` (`VerifiedRecord`) covers them, and records a success.
+    The trainer does the same with the files shared out over its ranks."""
+    rec = VerifiedRecord(manifest, record)
+    if rec.covered:
+        return Verification(rec.files, rec.bytes, None, [])
+    t0 = time.perf_counter()
+    problems = manifest.verify()
+    seconds = time.perf_counter() - t0
+    if not problems:
+        rec.write(seconds)
+    return Verification(rec.files, rec.bytes, seconds, problems)
 
 
 # --- global order -------------------------------------------------------------------------
@@ -428,6 +529,11 @@ def _loader(
         pin_memory=pin_memory,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         worker_init_fn=_ignore_sigterm if num_workers > 0 else None,
+        # NOTE: without a generator, every iterator draws its workers' base seed from the
+        # global torch RNG, the one dropout uses: a resumed run (one extra draw, made on the
+        # prefetch thread at a racy moment) then drops other units than the uninterrupted run.
+        # The workers' seeds are unused (masks are keyed by (seed, epoch, row)).
+        generator=torch.Generator(),
     )
 
 
@@ -591,16 +697,20 @@ def iter_steps(
 __all__ = [
     "FILLER",
     "IGNORE_INDEX",
+    "VERIFIED",
     "GlobalOrder",
     "MaskingConfig",
     "MicroBatches",
     "ShardSet",  # re-exported: `dataprep.shards.ShardSet`, what the loaders read
     "StepPlan",
     "StepSampler",
+    "Verification",
+    "VerifiedRecord",
     "eval_rows",
     "iter_steps",
     "make_eval_loader",
     "make_loader",
     "prefetch",
     "steps_per_epoch",
+    "verify_once",
 ]

@@ -92,3 +92,19 @@ def all_gather_object(obj: object) -> list[object]:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank `src`'s `obj` on every rank (`obj` itself without a process group)."""
+    if not dist.is_initialized():
+        return obj
+    box: list[object] = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def agree_min_max(value: int) -> tuple[int, int]:
+    """The smallest and largest `value` over all ranks (one all-reduce of two integers)."""
+    t = torch.tensor([value, -value], dtype=torch.int64)
+    all_reduce(t, dist.ReduceOp.MAX)
+    return -int(t[1]), int(t[0])

@@ -18,11 +18,26 @@ How a step is put together, and why:
   all-reduce, so all ranks agree) and the run aborts after `max_bad_steps` in a row.
 - SIGTERM (preemption; torchrun forwards it) sets a flag; ranks agree on it with an all-reduce
   at the end of the step, save a checkpoint and exit 0. Rerunning the command resumes.
+
+What the trainer promises under faults (each one tested in tests/test_train_loop.py):
+- Data: every shard's and the tokenizer copy's SHA-256 is checked against the manifest before
+  their first use in a run (the files shared out over the ranks, every verdict gathered on
+  every rank, so all ranks stop together), and recorded in `RUN/verified.json` so a resume does
+  not read the data again.
+- Checkpoints record the data fingerprint (`Trainer.fingerprint`) and the SHA-256 of each file
+  they write; resume refuses other data unless `--allow-data-change`, skips a corrupt latest
+  checkpoint (one line) for the previous good one, and all ranks must resume the same step.
+- Resume is bit-identical: dropout is seeded per (seed, rank, step), the loaders never draw
+  from the global RNG, masks are keyed by (seed, epoch, row), and the metrics interval in
+  progress is saved with the checkpoint, so `metrics.jsonl` of an interrupted and resumed run
+  is the uninterrupted run's (but for the wall-clock fields, `WALL_CLOCK_FIELDS`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,8 +45,9 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.console import Console
@@ -44,6 +60,31 @@ from train.distributed import Dist
 
 # Dense bf16 peak per device (TFLOP/s) for MFU: NVIDIA datasheets, SXM parts, no sparsity.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+# Metric fields measured with the wall clock: they differ between any two runs, resumed or not.
+WALL_CLOCK_FIELDS = ("tokens_per_s", "data_wait", "step_time", "mfu")
+
+# Fields of the data fingerprint that resume compares, with the option that sets each.
+# `world_size` is recorded but not compared: with `--global-batch` fixed, another number of
+# ranks trains on the same rows in the same order.
+FINGERPRINT_OPTIONS = {
+    "manifest_sha256": "--shards",
+    "tokenizer_sha256": "--shards (tokenizer)",
+    "seed": "--seed",
+    "shuffle": "--shuffle",
+    "seq_len": "--shards (seq_len)",
+    "objective": "--objective",
+    "global_batch": "--global-batch",
+    "doc_mask": "--doc-mask",
+    "masking": "--mask-*",
+}
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of optimizer step `step` on `rank` (dropout): a pure function of the
+    three, so a resumed run draws the same dropout masks without restoring RNG state."""
+    digest = hashlib.blake2b(f"{seed}/{rank}/{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class Stop(Exception):
@@ -70,11 +111,12 @@ class Metrics:
         if not enabled:
             return
         if resume_step >= 0 and self.path.exists():
-            # Lines past the checkpoint come from the part of the run that is being redone.
+            # Lines past the checkpoint come from the part of the run that is being redone; a
+            # partial line at the checkpoint is superseded (its interval continues, restored).
             kept = [
                 line
                 for line in self.path.read_text().splitlines()
-                if line and json.loads(line).get("step", 0) <= resume_step
+                if line and _kept(json.loads(line), resume_step)
             ]
             tmp = self.path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
@@ -96,7 +138,7 @@ class Metrics:
         self.file.flush()
         if self.tb is not None:
             for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
+                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
                     self.tb.add_scalar(key, value, record["step"])
         if line:
             self.console.print(line)
@@ -110,6 +152,39 @@ class Metrics:
             self.file.close()
             if self.tb is not None:
                 self.tb.close()
+
+
+def _kept(record: dict[str, Any], resume_step: int) -> bool:
+    step = int(record.get("step", 0))
+    return step < resume_step or (step == resume_step and not record.get("partial"))
+
+
+@dataclass
+class Interval:
+    """The metrics of the steps since the last logged line (`sums` are this rank's loss sums,
+    `counts` the global target counts). Saved with a checkpoint and restored on resume, so the
+    next line covers the same steps as in an uninterrupted run."""
+
+    sums: torch.Tensor  # (2,) float64 on the device: [lm, nsp] loss sums of this rank
+    counts: torch.Tensor  # (2,) float64 on the CPU: [lm, nsp] targets of all ranks
+    steps: int = 0
+    wait: float = 0.0  # seconds waiting for batches
+    elapsed: float = 0.0  # seconds of training before this process (a resumed interval)
+    grad_norm: float = 0.0  # of the last step
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "sums": self.sums.cpu().tolist(),
+            "counts": self.counts.tolist(),
+            "steps": self.steps,
+            "wait": self.wait,
+            "grad_norm": self.grad_norm,
+        }
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.counts.zero_()
+        self.steps, self.wait, self.elapsed = 0, 0.0, 0.0
 
 
 def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
@@ -139,6 +214,7 @@ class Trainer:
                 f"{cfg.data.shards}: the shards are for --objective {objective}, not {cfg.data.objective}"
             )
         self.objective = objective
+        self.verification = self._verify_data()
         self.grad_accum, self.global_batch = cfg.batch.split(dist.world_size)
         self.steps_per_epoch = data.steps_per_epoch(
             self.shards.num_rows, dist.world_size, self.grad_accum, cfg.batch.micro_batch
@@ -160,11 +236,18 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         self.model = model.build_model(self.model_cfg).to(self.dev)
         self.optimizer = optim.build_optimizer(self.model, cfg, self.dev)
-        # Dropout differs per rank (different rows), reproducibly.
-        torch.manual_seed(cfg.run.seed * 1_000_003 + dist.rank + 1)
+        # Dropout differs per rank (different rows), reproducibly: the loop reseeds every step
+        # with `_step_seed(seed, rank, step)`.
 
         self.step = 0
         self.resumed_from: Path | None = None
+        self.resume_notes: list[str] = []  # one line each, printed with the banner
+        self.fingerprint = self._fingerprint()
+        self.data_changes: list[dict[str, Any]] = []  # allowed changes, as meta.json records
+        self.interval = Interval(
+            torch.zeros(2, dtype=torch.float64, device=self.dev),
+            torch.zeros(2, dtype=torch.float64),
+        )
         if cfg.checkpoint.resume:
             self._resume()
 
@@ -176,9 +259,6 @@ class Trainer:
             net = DDP(net, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
         self.net = net
         self.peak = peak_flops(cfg, self.dev)
-        # BERT's MLM head runs on the masked share of positions only (model.flops_per_token).
-        extra = {"mlm_fraction": cfg.masking.mask_probability} if objective == "mlm" else {}
-        self.flops_per_token = self.model.flops_per_token(self.shards.seq_len, **extra)  # type: ignore[operator]
         self.stop_requested = False
 
     # --- set-up helpers ---
@@ -207,25 +287,155 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.dev.type, dtype=torch.bfloat16)
 
-    def _resume(self) -> None:
-        path = checkpoint.latest(self.run_dir)
-        if path is None:
-            return
-        state = checkpoint.load(path)
-        if state["global_batch"] != self.global_batch:
+    def _verify_data(self) -> data.Verification:
+        """Checks the shards' SHA-256s against the manifest, once per run (`data.VerifiedRecord`
+        in the run directory). The files are shared out over the ranks (rank r reads files r,
+        r + world_size, ...), and every rank gets every verdict: a mismatch stops all ranks
+        together, with one line naming the file.
+
+        NOTE: on one rank alone a terabyte takes about half an hour at 600 MB/s, longer than the
+        process group's timeout (10 minutes for NCCL) that the other ranks would wait in."""
+        manifest = self.shards.manifest
+        record = data.VerifiedRecord(manifest, self.run_dir / data.VERIFIED)
+        covered = bool(distributed.broadcast_object(record.covered))  # rank 0's record decides
+        if covered:
+            return data.Verification(record.files, record.bytes, None, [])
+        t0 = time.perf_counter()
+        try:
+            mine = manifest.verify(part=(self.dist.rank, self.dist.world_size))
+        except OSError as e:  # an unreadable file: also a verdict
+            mine = [f"{e.filename}: {e.strerror}"]
+        seconds = time.perf_counter() - t0
+        problems: list[str] = []
+        slowest = 0.0
+        for part in distributed.all_gather_object((mine, seconds)):
+            lines, secs = cast(tuple[list[str], float], part)
+            problems += lines
+            slowest = max(slowest, secs)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise Stop(
-                f"{path}: saved with --global-batch {state['global_batch']}, now {self.global_batch}: "
-                "the data order would change (set --global-batch to resume on another number of ranks)"
+                f"{problems[0]}{more}: the shards no longer match their manifest; "
+                "re-run `dataprep tokenize` into a fresh directory"
             )
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            record.write(slowest)
+        return data.Verification(record.files, record.bytes, slowest, [])
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What fixes the samples of every step: the data (manifest and tokenizer hashes), the
+        order (seed, shuffle, global batch) and what is made of a row (objective, seq_len,
+        masking, doc_mask). Saved in each checkpoint's meta.json; resume compares it."""
+        m = self.shards.manifest
+        return {
+            "shards": os.fspath(Path(self.cfg.data.shards)),
+            "manifest_sha256": checkpoint.sha256_file(m.path),
+            "tokenizer_sha256": m.tokenizer.sha256,
+            "seed": self.cfg.run.seed,
+            "shuffle": self.cfg.data.shuffle,
+            "seq_len": m.seq_len,
+            "objective": self.objective,
+            "global_batch": self.global_batch,
+            "doc_mask": self.cfg.data.doc_mask,
+            "masking": dataclasses.asdict(self.cfg.masking) if self.masking is not None else None,
+            "world_size": self.dist.world_size,
+        }
+
+    def _data_differences(self, saved: dict[str, Any] | None) -> list[str]:
+        """One line per fingerprint field that differs from the checkpoint's `saved`."""
+        if not isinstance(saved, dict):
+            return ["the checkpoint records no data fingerprint (saved by an older trainer)"]
+        now = self.fingerprint
+        out: list[str] = []
+        for key, option in FINGERPRINT_OPTIONS.items():
+            a, b = saved.get(key), now[key]
+            if a == b:
+                continue
+            if key == "manifest_sha256":
+                out.append(
+                    f"{option}: the checkpoint was trained on {str(a)[:16]} (manifest.json "
+                    f"sha256 of {saved.get('shards')}), these shards are {b[:16]}"
+                )
+            elif key == "masking" and isinstance(a, dict) and isinstance(b, dict):
+                out.extend(
+                    f"--{k.replace('_', '-')}: the checkpoint was trained with {a.get(k)}, now {v}"
+                    for k, v in b.items()
+                    if a.get(k) != v
+                )
+            else:
+                hint = " (set it to resume on another number of ranks)" * (key == "global_batch")
+                out.append(f"{option}: the checkpoint was trained with {a}, now {b}{hint}")
+        return out
+
+    def _resume(self) -> None:
+        found: tuple[Path, dict[str, Any], list[str]] | None = None
+        error: str | None = None
+        try:
+            found = checkpoint.load_latest_good(self.run_dir)
+        except checkpoint.CorruptCheckpoint as e:
+            error = str(e)
+        # Every rank reads the checkpoints itself (--out is shared); they must agree on the step.
+        step = -2 if error is not None else -1 if found is None else int(found[1]["step"])
+        low, high = distributed.agree_min_max(step)
+        if error is not None:
+            raise Stop(error)
+        if low != high:
+            raise Stop(
+                f"ranks found different checkpoints in {checkpoint.checkpoint_dir(self.run_dir)} "
+                f"(steps {low} to {high}; -1 = none, -2 = none usable): --out must be one "
+                "directory that every rank sees"
+            )
+        if found is None:
+            return
+        path, state, notes = found
+        self.resume_notes += [f"[yellow]{line}[/]" for line in notes]
+        changes = self._data_differences(state.get("data"))
+        if changes and not self.cfg.checkpoint.allow_data_change:
+            raise Stop(
+                f"{path}: {'; '.join(changes)} (pass --allow-data-change to resume on these "
+                "samples anyway, or use another --out)"
+            )
+        self.data_changes = list(state.get("data_changes", []))
+        if changes:
+            self.data_changes.append({"step": state["step"], "changes": changes})
+            self.resume_notes += [
+                f"[yellow]data changed (--allow-data-change): {c}[/]" for c in changes
+            ]
         if state["model_config"] != self.model_cfg.to_dict():
             raise Stop(f"{path}: saved for another model configuration; use another --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         rng = state["rng"]
-        if len(rng) == self.dist.world_size:
+        saved_world = len(rng)
+        if saved_world == self.dist.world_size:
             checkpoint.set_rng_state(rng[self.dist.rank])
+        else:
+            self.resume_notes.append(
+                f"resumed on {self.dist.world_size} ranks, saved on {saved_world} "
+                f"(same global batch {self.global_batch}: same rows, same order)"
+            )
+        self._restore_interval(state.get("interval"), saved_world)
         self.resumed_from = path
+
+    def _restore_interval(self, saved: list[dict[str, Any]] | None, saved_world: int) -> None:
+        """The metrics interval in progress at the checkpoint (see `Interval`). On the same
+        number of ranks each rank takes its own sums back (the same additions as without the
+        interruption); on another, rank 0 takes the total."""
+        if not saved:
+            return
+        if saved_world == self.dist.world_size:
+            mine = saved[self.dist.rank]
+            sums = mine["sums"]
+        else:
+            mine = saved[0]
+            sums = [sum(s["sums"][i] for s in saved) if self.dist.is_main else 0.0 for i in (0, 1)]
+        iv = self.interval
+        iv.sums.copy_(torch.tensor(sums, dtype=torch.float64))
+        iv.counts.copy_(torch.tensor(mine["counts"], dtype=torch.float64))
+        iv.steps, iv.wait = int(mine["steps"]), float(mine["wait"])
+        iv.elapsed, iv.grad_norm = float(mine.get("elapsed", 0.0)), float(mine["grad_norm"])
 
     # --- the loop ---
 
@@ -326,6 +536,9 @@ class Trainer:
 
     def save(self, reason: str, metrics: Metrics) -> None:
         rng = distributed.all_gather_object(checkpoint.rng_state())
+        interval = distributed.all_gather_object(
+            {**self.interval.to_state(), "elapsed": self._interval_elapsed()}
+        )
         if not self.dist.is_main:
             distributed.barrier()
             return
@@ -337,6 +550,8 @@ class Trainer:
             "global_batch": self.global_batch,
             "world_size": self.dist.world_size,
             "objective": self.objective,
+            "data": self.fingerprint,
+            "data_changes": self.data_changes,
             "config": self.cfg.to_dict(),
             "model_config": self.model_cfg.to_dict(),
             "reason": reason,
@@ -347,6 +562,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": rng,
+            "interval": interval,
         }
         path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.checkpoint.keep_last)
         metrics.print(f"[green]checkpoint[/] {path} ({reason})")
@@ -362,7 +578,8 @@ class Trainer:
             self.run_dir,
             dist.is_main,
             cfg.logging.tensorboard,
-            self.step if self.resumed_from else -1,
+            # Nothing is redone when the run is already complete: keep its lines as they are.
+            self.step if self.resumed_from and self.step < self.total_steps else -1,
         )
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -385,11 +602,25 @@ class Trainer:
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
             f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
         )
+        v = self.verification
+        if v.seconds is None:
+            metrics.print(f"data: {v.files} files unchanged since verified ({data.VERIFIED})")
+        else:
+            metrics.print(
+                f"data: {v.files} files ({v.bytes / 1e6:,.1f} MB) verified against the manifest "
+                f"in {v.seconds:.2f} s ({v.mb_per_s:,.0f} MB/s)"
+            )
+        for note in self.resume_notes:
+            metrics.print(note)
         if self.resumed_from is not None:
             epoch, in_epoch = self.position(self.step)
             metrics.print(
                 f"resumed from {self.resumed_from} (epoch {epoch}, step {in_epoch} of the epoch)"
             )
+
+    def _interval_elapsed(self) -> float:
+        """Training seconds of the interval in progress (pauses excluded, resumed part included)."""
+        return self.interval.elapsed + time.perf_counter() - self._t_interval
 
     def _loop(self, metrics: Metrics) -> int:
         cfg = self.cfg
@@ -399,17 +630,15 @@ class Trainer:
             return 0
         self.model.train()
         tokens_per_step = self.global_batch * self.shards.seq_len
-        interval_sums = torch.zeros(2, dtype=torch.float64, device=self.dev)
-        interval_counts = torch.zeros(2, dtype=torch.float64)
-        interval_steps, wait, bad = 0, 0.0, 0
-        last_norm = 0.0
-        t_interval = time.perf_counter()
+        iv, bad = self.interval, 0
+        self._t_interval = time.perf_counter()
         batches = self.micro_batches(self.step)
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             micro = next(batches)
-            wait += time.perf_counter() - t0
+            iv.wait += time.perf_counter() - t0
             optim.set_lr(self.optimizer, optim.lr_at(self.step, cfg, self.total_steps))
+            torch.manual_seed(_step_seed(cfg.run.seed, self.dist.rank, self.step))
             sums, counts, grad_norm = self.train_step(micro)
             if math.isfinite(grad_norm):
                 self.optimizer.step()
@@ -423,28 +652,15 @@ class Trainer:
                     raise Stop(f"{bad} non-finite steps in a row at step {self.step}: stopping")
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            interval_sums += sums
-            interval_counts += counts
-            interval_steps += 1
-            last_norm = grad_norm
+            iv.sums += sums
+            iv.counts += counts
+            iv.steps += 1
+            iv.grad_norm = grad_norm
 
             if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
-                distributed.all_reduce(interval_sums)
-                elapsed = time.perf_counter() - t_interval
-                self._log(
-                    metrics,
-                    interval_sums,
-                    interval_counts,
-                    interval_steps,
-                    elapsed,
-                    wait,
-                    last_norm,
-                    tokens_per_step,
-                )
-                interval_sums.zero_()
-                interval_counts.zero_()
-                interval_steps, wait = 0, 0.0
-                t_interval = time.perf_counter()
+                self._log(metrics, tokens_per_step)
+                iv.reset()
+                self._t_interval = time.perf_counter()
 
             done = self.step >= self.total_steps
             t_pause = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -460,18 +676,24 @@ class Trainer:
             halt = (
                 cfg.checkpoint.halt_at_step is not None and self.step >= cfg.checkpoint.halt_at_step
             )
+            self._t_interval += time.perf_counter() - t_pause
             if (
                 done
                 or stop_now
                 or halt
                 or (cfg.checkpoint.ckpt_every and self.step % cfg.checkpoint.ckpt_every == 0)
             ):
+                t_pause = time.perf_counter()
                 reason = (
                     "end" if done else "SIGTERM" if stop_now else "halt" if halt else "periodic"
                 )
-                self.save(reason, metrics)
-            t_interval += time.perf_counter() - t_pause
+                self.save(reason, metrics)  # with the interval in progress (see Interval)
+                self._t_interval += time.perf_counter() - t_pause
             if stop_now or halt:
+                if iv.steps:
+                    # The steps since the last line, shown now; a resume replaces this line
+                    # with the full interval's (the checkpoint carries it).
+                    self._log(metrics, tokens_per_step, partial=True)
                 metrics.print(f"stopped at step {self.step}; rerun the same command to resume")
                 return 0
         if cfg.checkpoint.export_hf and self.dist.is_main:
@@ -481,18 +703,13 @@ class Trainer:
             metrics.print(f"exported to {out}")
         return 0
 
-    def _log(
-        self,
-        metrics: Metrics,
-        sums: torch.Tensor,
-        counts: torch.Tensor,
-        steps: int,
-        elapsed: float,
-        wait: float,
-        grad_norm: float,
-        tokens_per_step: int,
-    ) -> None:
-        s = sums.cpu()
+    def _log(self, metrics: Metrics, tokens_per_step: int, partial: bool = False) -> None:
+        """A metrics line for the interval in progress (`partial`: at a stop, off the
+        `--log-every` grid; marked so that a resume can replace it)."""
+        iv = self.interval
+        s = distributed.all_reduce(iv.sums.clone()).cpu()
+        counts, steps = iv.counts, iv.steps
+        elapsed = max(self._interval_elapsed(), 1e-9)
         loss = float(s[0] / max(float(counts[0]), 1.0))
         tokens_per_s = steps * tokens_per_step / elapsed
         record: dict[str, Any] = {
@@ -500,23 +717,39 @@ class Trainer:
             "epoch": self.position(self.step - 1)[0],
             "loss": loss,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "grad_norm": grad_norm,
+            "grad_norm": iv.grad_norm,
             "tokens_per_s": tokens_per_s,
-            "data_wait": wait / elapsed,
+            "data_wait": iv.wait / elapsed,
             "step_time": elapsed / steps,
         }
         if counts[1] > 0:
             record["nsp_loss"] = float(s[1] / counts[1])
+        if partial:
+            record["partial"] = True
         mfu = ""
         if self.peak is not None:
-            record["mfu"] = self.flops_per_token * tokens_per_s / (self.peak * self.dist.world_size)
+            record["mfu"] = (
+                self._flops_per_token(float(counts[0]) / (steps * tokens_per_step))
+                * tokens_per_s
+                / (self.peak * self.dist.world_size)
+            )
             mfu = f" | mfu {record['mfu']:.1%}"
         nsp = f" nsp {record['nsp_loss']:.4f}" if "nsp_loss" in record else ""
         metrics.log(
             record,
             f"step {self.step:>6}/{self.total_steps} | loss {loss:.4f}{nsp} | lr {record['lr']:.2e} | "
-            f"gnorm {grad_norm:.3f} | {tokens_per_s:,.0f} tok/s{mfu} | data {record['data_wait']:.0%}",
+            f"gnorm {iv.grad_norm:.3f} | {tokens_per_s:,.0f} tok/s{mfu} | data {record['data_wait']:.0%}"
+            + (" (partial interval)" if partial else ""),
         )
+
+    def _flops_per_token(self, target_share: float) -> float:
+        """Training FLOPs per token (model.flops_per_token). BERT's MLM head runs on the
+        predicted positions only: `target_share` is their real share of the step's positions
+        (labels != -100, counted), not the mask probability (special tokens, padding and
+        filler rows are never masked, and `fixed`/`span` masking hit other shares)."""
+        if isinstance(self.model, model.BERT):
+            return self.model.flops_per_token(self.shards.seq_len, mlm_fraction=target_share)
+        return self.model.flops_per_token(self.shards.seq_len)
 
 
 def main(argv: list[str] | None = None) -> int:

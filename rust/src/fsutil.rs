@@ -38,6 +38,82 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::R
     })
 }
 
+/// Writes several files as one set: after a crash at any point, either every file of the set is
+/// the new one or the next [`write_set`] (or [`recover_set`]) on the same `record` makes it so.
+///
+/// Every file is first written whole under its temporary name; then `record` (written
+/// atomically) lists the renames; then the renames are done and `record` is removed. A run killed
+/// before `record` exists leaves only temporary files (removed by the next run); one killed after
+/// leaves a record that the next run rolls forward. Renaming one file is atomic; renaming several
+/// is not, which is why the record exists.
+pub fn write_set(record: &Path, files: &[(&Path, &[u8])]) -> Result<()> {
+    recover_set(record)?;
+    for (path, _) in files {
+        remove_temps(path)?;
+    }
+    let mut renames = Vec::new();
+    for (path, bytes) in files {
+        let tmp = temp_path(path);
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            for (t, _) in &renames {
+                let _ = fs::remove_file(t);
+            }
+            return Err(Error::io(path, e));
+        }
+        renames.push((tmp, path.to_path_buf()));
+    }
+    let list: Vec<[String; 2]> =
+        renames.iter().map(|(t, p)| [t.display().to_string(), p.display().to_string()]).collect();
+    write_atomic(record, |w| serde_json::to_writer(&mut *w, &list).map_err(std::io::Error::other))?;
+    recover_set(record)
+}
+
+/// Finishes a set of renames that [`write_set`] recorded in `record` and was interrupted in.
+pub fn recover_set(record: &Path) -> Result<()> {
+    let text = match fs::read(record) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(record, e)),
+    };
+    let list: Vec<[PathBuf; 2]> =
+        serde_json::from_slice(&text).map_err(|e| Error::input(record, format!("unreadable set record: {e}")))?;
+    for [tmp, path] in &list {
+        match fs::rename(tmp, path) {
+            Ok(()) => {}
+            // Renamed before the interruption.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.exists() => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    if let Some(dir) = record.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))?;
+    }
+    fs::remove_file(record).map_err(|e| Error::io(record, e))
+}
+
+/// Removes what an interrupted writer of `path` left: its temporary files (`.<name>.tmp-<pid>`).
+pub fn remove_temps(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +130,28 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_interrupted_set_is_rolled_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, record) = (dir.path().join("a"), dir.path().join("b"), dir.path().join(".a.set"));
+        write_set(&record, &[(&a, b"a1"), (&b, b"b1")]).unwrap();
+        assert!(!record.exists());
+        // Killed after the record and the first rename: the files are from two runs...
+        let (ta, tb) = (dir.path().join(".a.tmp-1"), dir.path().join(".b.tmp-1"));
+        fs::write(&tb, b"b2").unwrap();
+        fs::write(&a, b"a2").unwrap();
+        let list = serde_json::json!([[ta, a], [tb, b]]);
+        fs::write(&record, list.to_string()).unwrap();
+        // ...until the next writer (or reader) finishes the set.
+        recover_set(&record).unwrap();
+        assert_eq!((fs::read(&a).unwrap(), fs::read(&b).unwrap()), (b"a2".to_vec(), b"b2".to_vec()));
+        assert!(!record.exists());
+        // Temporary files of a run killed before its record are removed by the next one.
+        fs::write(dir.path().join(".a.tmp-99"), b"junk").unwrap();
+        write_set(&record, &[(&a, b"a3"), (&b, b"b3")]).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -59,11 +59,15 @@ impl Tokenizer {
 
     /// Writes `tokenizer.json` atomically.
     pub fn save_hf(&self, path: &Path) -> Result<()> {
-        let doc = self.to_hf_json();
-        write_atomic(path, |w| {
-            serde_json::to_writer(&mut *w, &doc).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
-        })
+        let bytes = self.hf_json_bytes();
+        write_atomic(path, |w| w.write_all(&bytes))
+    }
+
+    /// The `tokenizer.json` file's bytes.
+    pub fn hf_json_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&self.to_hf_json()).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
     }
 
     /// Reads a byte-level BPE `tokenizer.json`.
@@ -132,10 +136,31 @@ impl Tokenizer {
             else {
                 return Err(bad("an added token has no content or id"));
             };
-            specials.push(Special { content: content.to_string(), id: id as u32 });
+            let id =
+                u32::try_from(id).map_err(|_| bad(&format!("id {id} of added token {content:?} is not a token id")))?;
+            specials.push(Special { content: content.to_string(), id });
+        }
+        // Ids are dense (a hole is refused below), so none can reach the number of entries: a
+        // larger one is a corrupt file, refused before it sizes an allocation.
+        let entries = (vocab.len() + specials.len()) as u64;
+        let checked_id = |id: u64, token: &str| {
+            if id < entries {
+                Ok(id as u32)
+            } else {
+                Err(bad(&format!(
+                    "id {id} of token {token:?} is beyond the vocabulary ({entries} entries with the added tokens)"
+                )))
+            }
+        };
+        for s in &specials {
+            checked_id(u64::from(s.id), &s.content)?;
         }
         let max_id =
             vocab.values().filter_map(Value::as_u64).chain(specials.iter().map(|s| u64::from(s.id))).max().unwrap_or(0);
+        if max_id >= entries {
+            let token = vocab.iter().find(|(_, v)| v.as_u64() == Some(max_id)).map_or("?", |(k, _)| k.as_str());
+            checked_id(max_id, token)?;
+        }
         let mut tokens: Vec<Option<Vec<u8>>> = vec![None; max_id as usize + 1];
         for s in &specials {
             tokens[s.id as usize] = Some(s.content.as_bytes().to_vec());

@@ -14,25 +14,30 @@ use crate::pretokenize::Pattern;
 impl Tokenizer {
     /// Writes `<ranks_path>` and `<ranks_path>.json` (`{"name", "pat_str", "special_tokens"}`).
     pub fn save_tiktoken(&self, ranks_path: &Path, name: &str) -> Result<()> {
+        let (ranks, sidecar) = self.tiktoken_bytes(name);
+        write_atomic(ranks_path, |w| w.write_all(&ranks))?;
+        let mut side = ranks_path.as_os_str().to_owned();
+        side.push(".json");
+        write_atomic(Path::new(&side), |w| w.write_all(&sidecar))
+    }
+
+    /// The bytes of the ranks file and of its `.json` sidecar (pattern, special tokens).
+    pub fn tiktoken_bytes(&self, name: &str) -> (Vec<u8>, Vec<u8>) {
+        use std::fmt::Write as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        write_atomic(ranks_path, |w| {
-            for (id, t) in self.tokens.iter().enumerate() {
-                if self.specials.iter().any(|s| s.id == id as u32) {
-                    continue;
-                }
-                writeln!(w, "{} {id}", b64.encode(t))?;
+        let mut ranks = String::new();
+        for (id, t) in self.tokens.iter().enumerate() {
+            if self.specials.iter().any(|s| s.id == id as u32) {
+                continue;
             }
-            Ok(())
-        })?;
+            let _ = writeln!(ranks, "{} {id}", b64.encode(t));
+        }
         let specials: serde_json::Map<String, serde_json::Value> =
             self.specials.iter().map(|s| (s.content.clone(), s.id.into())).collect();
         let meta = serde_json::json!({"name": name, "pat_str": self.pattern().regex(), "special_tokens": specials});
-        let mut side = ranks_path.as_os_str().to_owned();
-        side.push(".json");
-        write_atomic(Path::new(&side), |w| {
-            serde_json::to_writer_pretty(&mut *w, &meta).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
-        })
+        let mut sidecar = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+        sidecar.push(b'\n');
+        (ranks.into_bytes(), sidecar)
     }
 }
 

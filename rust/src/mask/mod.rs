@@ -464,6 +464,17 @@ pub fn mask_batch<I: TokenId>(
     if rows == 0 || seq_len == 0 {
         return Ok(0);
     }
+    // An id outside the vocabulary is wrong data (another tokenizer's shards?): refuse it rather
+    // than mask it. One pass over memory the masking reads next anyway.
+    if cfg.mask_id >= cfg.vocab_size {
+        return Err(Error::Config(format!("mask id {} is not below vocab_size {}", cfg.mask_id, cfg.vocab_size)));
+    }
+    if let Some(bad) = ids.iter().map(|&i| i.to_label()).find(|&i| i < 0 || i >= i64::from(cfg.vocab_size)) {
+        return Err(Error::Config(format!(
+            "input_ids holds id {bad}, outside the vocabulary of {} ids",
+            cfg.vocab_size
+        )));
+    }
     let row = |r: usize, ids: &mut [I], labels: &mut [i64]| -> u64 {
         let span = r * seq_len..(r + 1) * seq_len;
         let sp = if special.is_empty() { &[][..] } else { &special[span.clone()] };

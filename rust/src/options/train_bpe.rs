@@ -10,7 +10,7 @@ use crate::bpe::trainer::{self, TrainStats, TrainerConfig};
 use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::error::{Error, Result};
-use crate::fsutil::check_writable;
+use crate::fsutil::{check_writable, recover_set, write_set};
 use crate::lock::OutputLock;
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
@@ -80,6 +80,12 @@ pub fn tiktoken_paths(out: &Path) -> (PathBuf, PathBuf) {
     (ranks, PathBuf::from(side))
 }
 
+/// The record of an unfinished set of renames for the files written next to `out`.
+fn set_record(out: &Path) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    out.with_file_name(format!(".{name}.set"))
+}
+
 impl TrainBpeOptions {
     pub fn validate(&self, given: &Given) -> Result<()> {
         if self.inputs.is_empty() {
@@ -145,6 +151,8 @@ impl TrainBpeOptions {
                 if let Some(note) = lock.stale_note() {
                     progress.note(note);
                 }
+                // A run killed while renaming its files: finish that set before anything else.
+                recover_set(&set_record(out))?;
                 Some(lock)
             }
             None => None,
@@ -153,12 +161,18 @@ impl TrainBpeOptions {
         let files = corpus::discover(&inputs)?;
         let (tok, stats) = trainer::train(&files, &self.corpus.config(), &cfg, progress)?;
         if let Some(out) = &self.out {
+            // The files appear together or not at all (a kill between two renames must not leave
+            // a tokenizer.json and a .tiktoken from different runs).
             let out = Path::new(out);
-            tok.save_hf(out)?;
+            let hf = tok.hf_json_bytes();
+            let name = out.file_stem().map_or("dataprep".into(), |s| s.to_string_lossy().into_owned());
+            let (ranks, sidecar) = tok.tiktoken_bytes(&name);
+            let (ranks_path, sidecar_path) = tiktoken_paths(out);
+            let mut files: Vec<(&Path, &[u8])> = vec![(out, &hf)];
             if self.tiktoken {
-                let name = out.file_stem().map_or("dataprep".into(), |s| s.to_string_lossy().into_owned());
-                tok.save_tiktoken(&tiktoken_paths(out).0, &name)?;
+                files.extend([(ranks_path.as_path(), ranks.as_slice()), (sidecar_path.as_path(), sidecar.as_slice())]);
             }
+            write_set(&set_record(out), &files)?;
         }
         Ok((tok, stats, cfg.threads))
     }

@@ -9,17 +9,17 @@
 //! - Compression (`.gz`, `.bz2`, `.zst`) is transparent and chosen by extension.
 //! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`].
 
+mod batches;
 pub(crate) mod decompress;
 mod jsonl;
 mod parquet;
-mod pipeline;
 mod text;
 mod wiki;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use pipeline::{read_batches, Batch};
+pub use batches::{read_batches, Batch};
 
 use crate::error::{Error, Result};
 

@@ -29,7 +29,6 @@
 
 pub mod rng;
 pub mod sentences;
-pub mod sequences;
 
 use rng::{threshold, Rng};
 
@@ -160,14 +159,6 @@ impl MaskConfig {
     pub fn max_predictions(mut self, n: Option<usize>) -> Self {
         self.max_predictions = n;
         self
-    }
-
-    pub fn get_strategy(&self) -> Strategy {
-        self.strategy
-    }
-
-    pub fn get_probability(&self) -> f64 {
-        self.probability
     }
 
     /// Checks ranges; every masking function assumes a validated config.

@@ -14,7 +14,7 @@
 //!
 //! MLM ([`Objective::Mlm`]) runs through the same reader, workers and ordered writer. Workers
 //! split each document into sentences and encode them with word starts; the writer builds rows
-//! ([`crate::mask::sequences`]). Full-sentence packing streams like the causal packer (its carry
+//! ([`crate::rows::mlm`]). Full-sentence packing streams like the causal packer (its carry
 //! goes into the journal). NSP pairs draw a random B from *other* documents, so documents are
 //! taken in blocks of `nsp_block_docs` consecutive documents of a split (corpus order); random Bs
 //! come from the same block, draws are keyed by (seed, split, block index), and shards close
@@ -33,13 +33,14 @@ use crate::corpus::{read_batches, CorpusConfig, InputFile};
 use crate::dedup::{find_duplicates, DedupConfig, DedupStats};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::hash::splitmix64 as mix;
 use crate::mask::sentences::split_sentences;
-use crate::mask::sequences::{
-    nonempty_docs, nsp_rows, Doc, Documents, FullSentencePacker, Layout, Rows, SequenceConfig,
-};
 use crate::mask::{mask_sequence, MaskConfig};
-use crate::pack::{LastRow, Packer};
 use crate::progress::Progress;
+pub use crate::rows::causal::LastRow;
+use crate::rows::causal::Packer;
+pub use crate::rows::mlm::Layout;
+use crate::rows::mlm::{nonempty_docs, nsp_rows, Doc, Documents, FullSentencePacker, Rows, SequenceConfig};
 use crate::shards::manifest::{
     read_json, write_json, DocumentCounts, InputInfo, Journal, Manifest, SplitInfo, StreamState, TokenizerInfo,
     JOURNAL, MANIFEST,
@@ -122,14 +123,6 @@ impl TokenizeConfig {
     fn sequence_config(&self, m: &MlmConfig) -> SequenceConfig {
         SequenceConfig::new(self.seq_len, m.cls, m.sep, self.pad).layout(m.layout).short_seq_prob(m.short_seq_prob)
     }
-}
-
-/// `splitmix64`: a fixed, well-mixed hash so the split never depends on anything but (seed, index).
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 fn split_of(cfg: &TokenizeConfig, index: u64) -> usize {
@@ -368,7 +361,7 @@ impl Writer<'_> {
             }
             if let Some(shard) = self.splits[s].open.as_mut() {
                 for (ids, starts, n) in &rows {
-                    shard.push(&crate::pack::Row { ids, doc_starts: starts, n_tokens: *n })?;
+                    shard.push(&crate::rows::causal::Row { ids, doc_starts: starts, n_tokens: *n })?;
                 }
             }
             if let Some(shard) = self.splits[s].open.take() {

@@ -11,10 +11,8 @@ use super::tokenizer::PyTokenizer;
 use super::{run_detached, PyProgress};
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
-use crate::mask::sequences::Layout;
 use crate::mask::MaskConfig;
-use crate::pack::LastRow;
-use crate::pipeline::tokenize::{tokenize as run, MlmConfig, Objective, TokenizeConfig};
+use crate::pipeline::tokenize::{tokenize as run, LastRow, Layout, MlmConfig, Objective, TokenizeConfig};
 
 /// Tokenizes `inputs` into packed causal-LM or MLM shards in `out`; returns the manifest as JSON
 /// text. `config_json` is recorded in the manifest and decides (with tokenizer and inputs) whether

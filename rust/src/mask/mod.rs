@@ -193,8 +193,10 @@ impl MaskConfig {
         self.special_bits.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
-    /// `P(L = l)` of the span length, `l` in `1..=max_span` (empty unless `Span`).
-    pub fn span_length_pmf(&self) -> Vec<f64> {
+    /// `P(L = l)` of the span length, `l` in `1..=max_span` (empty unless `Span`): what the
+    /// tests check the draws against.
+    #[cfg(test)]
+    fn span_length_pmf(&self) -> Vec<f64> {
         let mut prev = 0.0;
         self.span_cdf
             .iter()

@@ -2,15 +2,15 @@
 //! [`tokenize`], wires the stages of [`super`] (read -> dedup -> encode -> row sink -> shard
 //! writer) and holds the options ([`TokenizeConfig`]).
 //!
-//! Threads: the reader ([`read_batches`]) feeds encoder workers ([`super::encode`], one encode
+//! Threads: the reader ([`read_batches`]) feeds encoder workers (`super::encode`, one encode
 //! cache each); encoded batches go to one writer thread that restores input order (by batch
-//! sequence number), assigns each document to `train` or `val` ([`split_of`]) and hands it to
-//! the split's row sink ([`super::sink`]), which builds rows and writes shards. Output therefore
+//! sequence number), assigns each document to `train` or `val` (`split_of`) and hands it to
+//! the split's row sink (`super::sink`), which builds rows and writes shards. Output therefore
 //! does not depend on the thread count. Memory is bounded: a few batches in flight, one record
 //! batch per open shard, the row builders' carries and the encode caches (bounded), whatever the
 //! corpus size.
 //!
-//! Resume ([`super::resume`]): a shard is closed only where its sink allows (a document
+//! Resume (`super::resume`): a shard is closed only where its sink allows (a document
 //! boundary; for NSP a block end), and right after it is renamed into place the journal records,
 //! for its split, the shards so far, the next document index and the row builder's carry. A rerun
 //! with the same configuration restores each split from the journal, skips documents already
@@ -19,7 +19,7 @@
 //!
 //! MLM ([`Objective::Mlm`]) runs through the same reader, workers and ordered writer: workers
 //! split documents into sentences and encode them with word starts, the sinks build rows with
-//! [`crate::rows::mlm`] (see [`super::sink`] for NSP blocks and static masking).
+//! [`crate::rows::mlm`] (see `super::sink` for NSP blocks and static masking).
 
 use std::collections::BTreeMap;
 use std::path::Path;

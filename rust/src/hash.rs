@@ -17,7 +17,8 @@ pub fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The splitmix64 increment, `2^64 / phi`.
+/// The splitmix64 increment, `2^64 / phi`; also the (Fibonacci hashing) multiplier of the
+/// MinHash shingle hash.
 pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[cfg(test)]

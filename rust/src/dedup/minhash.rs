@@ -46,7 +46,7 @@ pub fn shingles(words: &[u64], n: usize, out: &mut Vec<u64>) {
     for win in words.windows(k) {
         let mut h = k as u64;
         for &w in win {
-            h = (h.rotate_left(27) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            h = (h.rotate_left(27) ^ w).wrapping_mul(GOLDEN_GAMMA);
         }
         out.push(fmix64(h));
     }

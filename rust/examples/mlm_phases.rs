@@ -11,8 +11,8 @@ use std::time::Instant;
 use dataprep::bpe::{EncodeCache, Tokenizer};
 use dataprep::corpus::{discover, read_batches, CorpusConfig};
 use dataprep::mask::sentences::split_sentences;
-use dataprep::mask::sequences::Documents;
 use dataprep::progress::Progress;
+use dataprep::rows::mlm::Documents;
 
 fn best_of_3(mut f: impl FnMut()) -> f64 {
     (0..3)

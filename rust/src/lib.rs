@@ -1,5 +1,6 @@
 //! dataprep's core: corpus readers, pre-tokenizers, byte-level BPE (training, encoding, file
-//! formats), MLM masking and sequence building. Pure Rust; the Python bindings live in `py/`
+//! formats), dedup, MLM masking, row builders (causal packing, MLM sequences), shards and the
+//! tokenize pipeline. Pure Rust; the Python bindings live in `py/`
 //! behind the `python` feature and are the only code that knows about Python.
 
 pub mod bpe;
@@ -7,13 +8,14 @@ pub mod corpus;
 pub mod dedup;
 pub mod error;
 pub mod fsutil;
+pub mod hash;
 pub mod lock;
 pub mod mask;
 pub mod options;
-pub mod pack;
 pub mod pipeline;
 pub mod pretokenize;
 pub mod progress;
+pub mod rows;
 pub mod shards;
 
 #[cfg(feature = "python")]

@@ -1,11 +1,11 @@
 //! JSON Lines: one object per line, the text in a chosen string field; an `id` field, when present,
 //! is kept as metadata. Blank lines are ignored. A malformed line, a missing field or a field that
 //! is not a string is an error naming the file and line: silently skipping would hide a wrong
-//! `--jsonl-field`.
+//! `--jsonl-field`. With a record sink, each line that holds a document is handed on after it.
 
 use std::io::{BufRead, BufReader};
 
-use super::{decompress, Document, Emitter, Utf8Policy};
+use super::{decompress, Document, Emitter, RawRecord, Utf8Policy};
 use crate::error::{Error, Result};
 
 pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, field: &str) -> Result<()> {
@@ -55,6 +55,10 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, fi
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         });
-        em.emit_str(doc, id, None)?;
+        if let Some(index) = em.emit_str(doc, id, None)? {
+            if let Some(records) = em.records.as_mut() {
+                records(RawRecord::Line { text, index })?;
+            }
+        }
     }
 }

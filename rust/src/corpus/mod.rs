@@ -8,18 +8,23 @@
 //!   (tokenize, dedup) gets it from [`Document::index`].
 //! - Compression (`.gz`, `.bz2`, `.zst`) is transparent and chosen by extension.
 //! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`].
+//! - The readers are the one definition of which record (JSONL line, Parquet row) is which
+//!   document: [`read_file_records`] hands on the raw records with the index of the document each
+//!   holds, so a consumer that copies records (dedup output) never re-derives the rules.
 
+mod batches;
 pub(crate) mod decompress;
 mod jsonl;
 mod parquet;
-mod pipeline;
 mod text;
 mod wiki;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use pipeline::{read_batches, Batch};
+use arrow_array::RecordBatch;
+
+pub use batches::{read_batches, Batch};
 
 use crate::error::{Error, Result};
 
@@ -185,6 +190,21 @@ fn format_from_extension(path: &Path) -> Option<Format> {
     }
 }
 
+/// The raw records of a record-based file, as the reader saw them (see [`read_file_records`]).
+#[derive(Debug)]
+pub enum RawRecord<'a> {
+    /// A JSONL line that holds document `index`: the line as decoded under the UTF-8 policy,
+    /// end of line included. Lines that hold no document (blank, empty text, invalid UTF-8
+    /// under `skip`) are not handed on.
+    Line { text: &'a str, index: u64 },
+    /// A batch of Parquet rows with every column, and for each row the index of the document it
+    /// holds, `None` for a row that holds none (null, empty text, invalid UTF-8 under `skip`).
+    Rows { batch: &'a RecordBatch, index: &'a [Option<u64>] },
+}
+
+/// Where [`RawRecord`]s go.
+pub(crate) type RecordSink<'a> = &'a mut dyn FnMut(RawRecord<'_>) -> Result<()>;
+
 /// Per-file reading context: turns raw document bytes into [`Document`]s under the UTF-8 policy.
 pub(crate) struct Emitter<'a, F: FnMut(Document) -> Result<()>> {
     pub path: &'a Path,
@@ -193,17 +213,20 @@ pub(crate) struct Emitter<'a, F: FnMut(Document) -> Result<()>> {
     pub next_index: u64,
     pub stats: ReadStats,
     pub sink: F,
+    /// Raw records, for [`read_file_records`] only.
+    pub records: Option<RecordSink<'a>>,
 }
 
 impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
-    /// Hands on one document; `what` names it in an error ("document 3", "line 17").
+    /// Hands on one document; `what` names it in an error ("document 3", "line 17"). Returns
+    /// its corpus index, or `None` when it is not a document (empty, or skipped invalid UTF-8).
     pub fn emit(
         &mut self,
         bytes: Vec<u8>,
         id: Option<String>,
         title: Option<String>,
         what: &dyn Fn() -> String,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         let text = match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => match self.policy {
@@ -213,7 +236,7 @@ impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
                 }
                 Utf8Policy::Skip => {
                     self.stats.invalid_utf8_skipped += 1;
-                    return Ok(());
+                    return Ok(None);
                 }
                 Utf8Policy::Error => {
                     let at = e.utf8_error().valid_up_to();
@@ -224,16 +247,18 @@ impl<F: FnMut(Document) -> Result<()>> Emitter<'_, F> {
         self.emit_str(text, id, title)
     }
 
-    pub fn emit_str(&mut self, text: String, id: Option<String>, title: Option<String>) -> Result<()> {
+    /// [`Emitter::emit`] for text already decoded.
+    pub fn emit_str(&mut self, text: String, id: Option<String>, title: Option<String>) -> Result<Option<u64>> {
         if text.trim().is_empty() {
             self.stats.empty_skipped += 1;
-            return Ok(());
+            return Ok(None);
         }
         self.stats.documents += 1;
         self.stats.bytes += text.len() as u64;
-        let doc = Document { text, file: self.file, index: self.next_index, id, title };
+        let index = self.next_index;
         self.next_index += 1;
-        (self.sink)(doc)
+        (self.sink)(Document { text, file: self.file, index, id, title })?;
+        Ok(Some(index))
     }
 }
 
@@ -246,14 +271,33 @@ pub fn read_file(
     cfg: &CorpusConfig,
     sink: impl FnMut(Document) -> Result<()>,
 ) -> Result<ReadStats> {
+    read(file, file_no, first_index, cfg, sink, None)
+}
+
+/// [`read_file`], and `records` gets the file's raw records with the index of the document each
+/// holds ([`RawRecord`]): JSONL lines and Parquet row batches, each right after `sink` got its
+/// documents. Formats whose records are the documents (wiki, plain text) hand on none.
+pub fn read_file_records(
+    file: &InputFile,
+    file_no: u32,
+    first_index: u64,
+    cfg: &CorpusConfig,
+    sink: impl FnMut(Document) -> Result<()>,
+    records: &mut dyn FnMut(RawRecord<'_>) -> Result<()>,
+) -> Result<ReadStats> {
+    read(file, file_no, first_index, cfg, sink, Some(records))
+}
+
+fn read<'a>(
+    file: &'a InputFile,
+    file_no: u32,
+    first_index: u64,
+    cfg: &CorpusConfig,
+    sink: impl FnMut(Document) -> Result<()>,
+    records: Option<RecordSink<'a>>,
+) -> Result<ReadStats> {
     let path = file.path.as_path();
-    let format = match cfg.format {
-        Format::Auto => match format_from_extension(path) {
-            Some(f) => f,
-            None => sniff(path)?,
-        },
-        f => f,
-    };
+    let format = resolve_format(path, cfg)?;
     let mut em = Emitter {
         path,
         file: file_no,
@@ -261,6 +305,7 @@ pub fn read_file(
         next_index: first_index,
         stats: ReadStats { files: 1, ..ReadStats::default() },
         sink,
+        records,
     };
     match format {
         Format::Wiki => wiki::read(&mut em)?,
@@ -270,6 +315,18 @@ pub fn read_file(
         Format::Auto => unreachable!("resolved above"),
     }
     Ok(em.stats)
+}
+
+/// The format `path` is read as: `cfg.format`, or under [`Format::Auto`] the one its extension
+/// names or its content shows. Never [`Format::Auto`].
+pub fn resolve_format(path: &Path, cfg: &CorpusConfig) -> Result<Format> {
+    Ok(match cfg.format {
+        Format::Auto => match format_from_extension(path) {
+            Some(f) => f,
+            None => sniff(path)?,
+        },
+        f => f,
+    })
 }
 
 /// WikiExtractor or plain text, from the first non-blank bytes of the (decompressed) content.
@@ -343,6 +400,53 @@ mod tests {
         cfg.utf8 = Utf8Policy::Error;
         let e = read_all(&p, &cfg).unwrap_err().to_string();
         assert!(e.contains("bad.txt") && e.contains("invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn raw_records_carry_the_index_of_their_document() {
+        use arrow_array::{Int64Array, StringArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CorpusConfig { utf8: Utf8Policy::Skip, ..CorpusConfig::default() };
+        let read = |path: PathBuf| {
+            let f = InputFile { path, size: 0 };
+            let (mut docs, mut records) = (Vec::new(), Vec::new());
+            let mut on_record = |r: RawRecord<'_>| {
+                records.push(match r {
+                    RawRecord::Line { text, index } => (text.to_string(), vec![Some(index)]),
+                    RawRecord::Rows { batch, index } => (format!("{} columns", batch.num_columns()), index.to_vec()),
+                });
+                Ok(())
+            };
+            let on_doc = |d: Document| {
+                docs.push(d.index);
+                Ok(())
+            };
+            read_file_records(&f, 0, 5, &cfg, on_doc, &mut on_record).unwrap();
+            (docs, records)
+        };
+        // A blank line, an empty text and invalid UTF-8 (skipped) hold no document.
+        let jsonl = dir.path().join("a.jsonl");
+        fs::write(&jsonl, b"{\"text\": \"a\"}\n\n{\"text\": \" \"}\n{\"text\": \"b \xff\"}\n{\"text\": \"c\"}\r\n")
+            .unwrap();
+        let (docs, records) = read(jsonl);
+        assert_eq!(docs, [5, 6]);
+        assert_eq!(
+            records,
+            [("{\"text\": \"a\"}\n".into(), vec![Some(5)]), ("{\"text\": \"c\"}\r\n".into(), vec![Some(6)])]
+        );
+        // Parquet rows come with every column; null and empty rows hold no document.
+        let pq = dir.path().join("b.parquet");
+        let text = StringArray::from(vec![Some("x"), None, Some(" "), Some("y")]);
+        let n = Int64Array::from(vec![1, 2, 3, 4]);
+        let batch = RecordBatch::try_from_iter([("text", Arc::new(text) as _), ("n", Arc::new(n) as _)]).unwrap();
+        let mut w =
+            ::parquet::arrow::ArrowWriter::try_new(fs::File::create(&pq).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (docs, records) = read(pq);
+        assert_eq!(docs, [5, 6]);
+        assert_eq!(records, [("2 columns".into(), vec![Some(5), None, None, Some(6)])]);
     }
 
     #[test]

@@ -12,7 +12,8 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, un
         TextUnit::File => {
             let mut buf = Vec::new();
             r.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
-            em.emit(buf, None, None, &|| "the file".to_string())
+            em.emit(buf, None, None, &|| "the file".to_string())?;
+            Ok(())
         }
         TextUnit::Paragraph => {
             let mut line = Vec::new();

@@ -18,14 +18,13 @@
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::normalize::words;
+use crate::hash::{splitmix64, GOLDEN_GAMMA};
 
-/// splitmix64: the generator for the permutation coefficients.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The splitmix64 generator: the permutation coefficients.
+fn next_coefficient(state: &mut u64) -> u64 {
+    let v = splitmix64(*state);
+    *state = state.wrapping_add(GOLDEN_GAMMA);
+    v
 }
 
 /// Finalizer of MurmurHash3 (64-bit): full avalanche of a combined shingle hash.
@@ -47,7 +46,7 @@ pub fn shingles(words: &[u64], n: usize, out: &mut Vec<u64>) {
     for win in words.windows(k) {
         let mut h = k as u64;
         for &w in win {
-            h = (h.rotate_left(27) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            h = (h.rotate_left(27) ^ w).wrapping_mul(GOLDEN_GAMMA);
         }
         out.push(fmix64(h));
     }
@@ -74,8 +73,8 @@ pub struct Scratch {
 impl MinHasher {
     pub fn new(num_perm: usize, ngram: usize, seed: u64) -> Self {
         let mut s = seed ^ 0x6A09_E667_F3BC_C908;
-        let a = (0..num_perm).map(|_| splitmix64(&mut s) | 1).collect();
-        let b = (0..num_perm).map(|_| splitmix64(&mut s)).collect();
+        let a = (0..num_perm).map(|_| next_coefficient(&mut s) | 1).collect();
+        let b = (0..num_perm).map(|_| next_coefficient(&mut s)).collect();
         Self { a, b, ngram }
     }
 

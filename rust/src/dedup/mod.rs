@@ -675,7 +675,7 @@ mod tests {
 
     /// A deterministic pseudo-random text of `n` words from a 5000-word vocabulary.
     pub(crate) fn words(seed: u64, n: usize) -> Vec<String> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut s = seed.wrapping_mul(crate::hash::GOLDEN_GAMMA) | 1;
         (0..n)
             .map(|_| {
                 s ^= s << 13;

@@ -13,17 +13,20 @@
 //! Compressed inputs are written uncompressed. Every file is written under a temporary name and
 //! renamed when complete.
 //!
-//! Invariant: a raw record (JSONL line, Parquet row) is matched to its corpus index by the same
-//! rules the readers apply (blank lines, documents with no text and, under `skip`, invalid UTF-8
-//! are not documents); `tests::raw_records_align_with_the_reader` guards it.
+//! Invariant: which raw record (JSONL line, Parquet row) holds which corpus document is the
+//! readers' business alone: the records come from [`corpus::read_file_records`] with the index of
+//! the document each holds, so the output never re-derives the rules (blank lines, documents
+//! with no text and, under `skip`, invalid UTF-8 are not documents). JSONL lines holding no
+//! document are left out; Parquet rows holding none are copied as they are.
+//! `tests::raw_records_align_with_the_reader` checks both against what dedup read.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, BinaryArray, BooleanArray, LargeBinaryArray, LargeStringArray, StringArray, StringViewArray};
+use arrow_array::BooleanArray;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -31,7 +34,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::{json, Value};
 
 use super::{ClusterKind, DedupResult};
-use crate::corpus::{self, decompress, CorpusConfig, Format, InputFile, Utf8Policy};
+use crate::corpus::{self, decompress, CorpusConfig, Document, Format, InputFile, RawRecord, ReadStats};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::progress::Progress;
@@ -96,19 +99,6 @@ fn common_parent(files: &[InputFile]) -> PathBuf {
     base.unwrap_or_default()
 }
 
-fn resolved_format(path: &Path, cfg: &CorpusConfig) -> Format {
-    if cfg.format != Format::Auto {
-        return cfg.format;
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    match decompress::strip_extension(&name).rsplit_once('.').map(|(_, e)| e) {
-        Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
-        Some("parquet") => Format::Parquet,
-        // Wiki or text: both go through the reader, which sniffs.
-        _ => Format::Auto,
-    }
-}
-
 /// The output path of `file` under `out`.
 fn output_path(file: &Path, base: &Path, out: &Path, format: Format) -> PathBuf {
     let rel = file.strip_prefix(base).unwrap_or_else(|_| Path::new(file.file_name().unwrap_or_default()));
@@ -135,24 +125,23 @@ fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
 /// One written file: its path, kept documents and the report metadata it collected.
 type FileResult = Result<(PathBuf, u64, HashMap<u64, Meta>)>;
 
+/// What one file's writer learns of the documents it reads.
 struct Ctx<'a> {
     removed: &'a [u64],
     members: &'a [u64],
     meta: HashMap<u64, Meta>,
-    next: u64,
     kept: u64,
 }
 
 impl Ctx<'_> {
-    /// Takes the next corpus index; returns whether that document is kept.
-    fn take(&mut self, file: u32, id: Option<&str>, title: Option<&str>, text: &str) -> bool {
-        let i = self.next;
-        self.next += 1;
-        if self.members.binary_search(&i).is_ok() {
-            let m = Meta { file, id: id.map(String::from), title: title.map(String::from), snippet: snippet(text) };
-            self.meta.insert(i, m);
+    /// Notes a document read (its report metadata when it is in a cluster); returns whether it
+    /// is kept.
+    fn take(&mut self, d: &Document) -> bool {
+        if self.members.binary_search(&d.index).is_ok() {
+            let m = Meta { file: d.file, id: d.id.clone(), title: d.title.clone(), snippet: snippet(&d.text) };
+            self.meta.insert(d.index, m);
         }
-        let keep = self.removed.binary_search(&i).is_err();
+        let keep = self.removed.binary_search(&d.index).is_err();
         self.kept += u64::from(keep);
         keep
     }
@@ -184,22 +173,22 @@ pub fn write_output(
     let one_file = |no: usize| -> FileResult {
         progress.check()?;
         let file = &files[no];
-        let format = resolved_format(&file.path, corpus);
+        let format = corpus::resolve_format(&file.path, corpus)?;
         let dest = output_path(&file.path, &base, out_dir, format);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let mut ctx =
-            Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), next: firsts[no], kept: 0 };
-        match format {
-            Format::Jsonl => atomic(&dest, |f| write_jsonl(&file.path, no as u32, corpus, &mut ctx, f))?,
-            Format::Parquet => atomic(&dest, |f| write_parquet(&file.path, no as u32, corpus, &mut ctx, f))?,
-            _ => atomic(&dest, |f| write_documents(file, no as u32, corpus, &mut ctx, f))?,
-        }
-        if ctx.next != firsts[no] + counts[no] {
+        let mut ctx = Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), kept: 0 };
+        let read = Reading { file, no: no as u32, first: firsts[no], corpus };
+        let stats = match format {
+            Format::Jsonl => atomic(&dest, |f| write_jsonl(&read, &mut ctx, f))?,
+            Format::Parquet => atomic(&dest, |f| write_parquet(&read, &mut ctx, f))?,
+            _ => atomic(&dest, |f| write_documents(&read, &mut ctx, f))?,
+        };
+        if stats.documents != counts[no] {
             return Err(Error::input(
                 &file.path,
-                format!("changed since dedup read it: {} documents now, {} then", ctx.next - firsts[no], counts[no]),
+                format!("changed since dedup read it: {} documents now, {} then", stats.documents, counts[no]),
             ));
         }
         progress.add(file.size);
@@ -245,56 +234,45 @@ pub fn write_output(
     Ok(stats)
 }
 
-fn write_jsonl(path: &Path, file: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
-    let field = corpus.jsonl_field.as_str();
-    let mut r = BufReader::with_capacity(1 << 16, decompress::open(path)?);
-    let mut w = BufWriter::with_capacity(1 << 20, out);
-    let mut line = Vec::new();
-    let werr = |e| Error::io(path, e);
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))? == 0 {
-            break;
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let owned;
-        let text: &str = match std::str::from_utf8(&line) {
-            Ok(s) => s,
-            Err(_) if corpus.utf8 == Utf8Policy::Replace => {
-                owned = String::from_utf8_lossy(&line).into_owned();
-                &owned
-            }
-            Err(_) => continue,
-        };
-        let obj: serde_json::Map<String, Value> =
-            serde_json::from_str(text).map_err(|e| Error::input(path, format!("not a JSON object: {e}")))?;
-        let Some(Value::String(doc)) = obj.get(field) else {
-            return Err(Error::input(path, format!("no string field {field:?}")));
-        };
-        if doc.trim().is_empty() {
-            continue;
-        }
-        let id = obj.get("id").map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-        if ctx.take(file, id.as_deref(), None, doc) {
-            w.write_all(text.trim_end_matches(['\n', '\r']).as_bytes()).map_err(werr)?;
-            w.write_all(b"\n").map_err(werr)?;
-        }
-    }
-    let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-    f.sync_all().map_err(werr)
+/// The file a writer reads: input file, its number and its first corpus index.
+struct Reading<'a> {
+    file: &'a InputFile,
+    no: u32,
+    first: u64,
+    corpus: &'a CorpusConfig,
 }
 
-fn write_documents(file: &InputFile, no: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
-    let path = file.path.as_path();
+/// JSONL: the kept lines as the reader decoded them, so every field (metadata) is kept.
+fn write_jsonl(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
+    let path = read.file.path.as_path();
+    let werr = |e| Error::io(path, e);
     let mut w = BufWriter::with_capacity(1 << 20, out);
-    let first = ctx.next;
-    corpus::read_file(file, no, first, corpus, |d| {
-        if ctx.take(no, d.id.as_deref(), d.title.as_deref(), &d.text) {
+    let removed = ctx.removed;
+    let mut lines = |record: RawRecord<'_>| -> Result<()> {
+        if let RawRecord::Line { text, index } = record {
+            if removed.binary_search(&index).is_err() {
+                w.write_all(text.trim_end_matches(['\n', '\r']).as_bytes()).map_err(werr)?;
+                w.write_all(b"\n").map_err(werr)?;
+            }
+        }
+        Ok(())
+    };
+    let take = |d: Document| {
+        ctx.take(&d);
+        Ok(())
+    };
+    let stats = corpus::read_file_records(read.file, read.no, read.first, read.corpus, take, &mut lines)?;
+    let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    f.sync_all().map_err(werr)?;
+    Ok(stats)
+}
+
+/// Wiki and plain text: the kept documents as JSONL objects `{"text", "id", "title"}`.
+fn write_documents(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
+    let path = read.file.path.as_path();
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let stats = corpus::read_file(read.file, read.no, read.first, read.corpus, |d| {
+        if ctx.take(&d) {
             let mut obj = serde_json::Map::new();
             obj.insert("text".into(), Value::String(d.text));
             if let Some(id) = d.id {
@@ -309,62 +287,37 @@ fn write_documents(file: &InputFile, no: u32, corpus: &CorpusConfig, ctx: &mut C
         Ok(())
     })?;
     let f = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
+    f.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(stats)
 }
 
-fn write_parquet(path: &Path, file: u32, corpus: &CorpusConfig, ctx: &mut Ctx<'_>, out: File) -> Result<()> {
+/// Parquet: every row but the removed documents' rows, with every column.
+fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
+    let path = read.file.path.as_path();
     let bad = |e: &dyn std::fmt::Display| Error::input(path, format!("not a readable Parquet file: {e}"));
+    // The schema (from the footer) before any row: a file without rows still gets its columns.
     let input = File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| bad(&e))?;
-    let schema = builder.schema().clone();
-    let col = schema
-        .index_of(&corpus.parquet_column)
-        .map_err(|_| Error::input(path, format!("no column {:?}", corpus.parquet_column)))?;
-    let reader = builder.with_batch_size(1024).build().map_err(|e| bad(&e))?;
+    let schema = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| bad(&e))?.schema().clone();
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(|e| bad(&e))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(&e))?;
-        let c = batch.column(col);
-        let any = c.as_any();
-        let mut mask = Vec::with_capacity(c.len());
-        for i in 0..c.len() {
-            let text: Option<std::borrow::Cow<'_, str>> = if c.is_null(i) {
-                None
-            } else if let Some(a) = any.downcast_ref::<StringArray>() {
-                Some(a.value(i).into())
-            } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
-                Some(a.value(i).into())
-            } else if let Some(a) = any.downcast_ref::<StringViewArray>() {
-                Some(a.value(i).into())
-            } else {
-                let bytes = if let Some(a) = any.downcast_ref::<BinaryArray>() {
-                    a.value(i)
-                } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
-                    a.value(i)
-                } else {
-                    return Err(Error::input(
-                        path,
-                        format!("column {:?} is not a string column", corpus.parquet_column),
-                    ));
-                };
-                match std::str::from_utf8(bytes) {
-                    Ok(s) => Some(s.into()),
-                    Err(_) if corpus.utf8 == Utf8Policy::Replace => Some(String::from_utf8_lossy(bytes)),
-                    Err(_) => None,
-                }
-            };
-            let keep = match text {
-                Some(t) if !t.trim().is_empty() => ctx.take(file, None, None, &t),
-                _ => true, // not a document: no index, passed through as is
-            };
-            mask.push(keep);
+    let removed = ctx.removed;
+    let mut rows = |record: RawRecord<'_>| -> Result<()> {
+        if let RawRecord::Rows { batch, index } = record {
+            // A row that holds no document has no index and is copied as it is.
+            let keep: Vec<bool> = index.iter().map(|i| i.is_none_or(|i| removed.binary_search(&i).is_err())).collect();
+            let kept =
+                arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| bad(&e))?;
+            writer.write(&kept).map_err(|e| bad(&e))?;
         }
-        let kept = arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(mask)).map_err(|e| bad(&e))?;
-        writer.write(&kept).map_err(|e| bad(&e))?;
-    }
+        Ok(())
+    };
+    let take = |d: Document| {
+        ctx.take(&d);
+        Ok(())
+    };
+    let stats = corpus::read_file_records(read.file, read.no, read.first, read.corpus, take, &mut rows)?;
     writer.close().map_err(|e| bad(&e))?;
-    Ok(())
+    Ok(stats)
 }
 
 fn write_report(
@@ -452,7 +405,7 @@ mod tests {
     #[test]
     #[allow(clippy::many_single_char_names)]
     fn parquet_keeps_every_column() {
-        use arrow_array::{Int64Array, RecordBatch};
+        use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.parquet");
         let text = StringArray::from(vec![Some("one two"), None, Some("one  two"), Some("three")]);

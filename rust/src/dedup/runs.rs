@@ -173,7 +173,7 @@ mod tests {
         let mut writers: Vec<RunWriter<R>> = (0..3).map(|_| RunWriter::new(dir.path(), 0)).collect();
         let n = 10_000u64;
         for i in 0..n {
-            let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 1_000_003;
+            let x = i.wrapping_mul(crate::hash::GOLDEN_GAMMA) % 1_000_003;
             writers[(i % 3) as usize].push(R(x * n + i)).unwrap();
         }
         // cap is 1024 records: each writer spilled several runs.

@@ -29,7 +29,6 @@
 
 pub mod rng;
 pub mod sentences;
-pub mod sequences;
 
 use rng::{threshold, Rng};
 
@@ -162,14 +161,6 @@ impl MaskConfig {
         self
     }
 
-    pub fn get_strategy(&self) -> Strategy {
-        self.strategy
-    }
-
-    pub fn get_probability(&self) -> f64 {
-        self.probability
-    }
-
     /// Checks ranges; every masking function assumes a validated config.
     pub fn validate(&self) -> Result<()> {
         let unit = |x: f64| (0.0..=1.0).contains(&x);
@@ -202,8 +193,10 @@ impl MaskConfig {
         self.special_bits.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
-    /// `P(L = l)` of the span length, `l` in `1..=max_span` (empty unless `Span`).
-    pub fn span_length_pmf(&self) -> Vec<f64> {
+    /// `P(L = l)` of the span length, `l` in `1..=max_span` (empty unless `Span`): what the
+    /// tests check the draws against.
+    #[cfg(test)]
+    fn span_length_pmf(&self) -> Vec<f64> {
         let mut prev = 0.0;
         self.span_cdf
             .iter()

@@ -2,29 +2,23 @@
 //!
 //! Invariant: a stream is a pure function of its key (for masking: `(seed, epoch, sample index)`),
 //! so the mask of a sample never depends on batch composition, thread, `DataLoader` worker, rank or
-//! resume point. The key is folded with the splitmix64 finalizer; the stream is wyrand (one add and
+//! resume point. The key is folded with [`crate::hash::splitmix64`]; the stream is wyrand (one add and
 //! one 64x64->128 multiply per draw), which passes BigCrush/PractRand and costs about a nanosecond.
 //!
 //! NOTE: we do not use `rand`/`rand_chacha`: a `ChaCha` block per sample is ~10x the cost of the
 //! whole masking of a short row, and we need neither cryptographic quality nor seekable streams.
 
+use crate::hash::splitmix64;
+
 /// The wyrand stream. Not `Clone` on purpose: two copies would silently repeat draws.
 pub struct Rng(u64);
-
-#[inline]
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 impl Rng {
     /// The stream keyed by `key` (order matters; `[1, 2]` and `[2, 1]` differ).
     pub fn keyed(key: &[u64]) -> Self {
         let mut h = 0x6a09_e667_f3bc_c908; // domain constant: sqrt(2) fraction bits
         for &k in key {
-            h = splitmix(h ^ k);
+            h = splitmix64(h ^ k);
         }
         Rng(h)
     }

@@ -14,12 +14,12 @@ use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
 use crate::lock::{check_disjoint, OutputLock};
-use crate::mask::sequences::Layout;
 use crate::mask::{MaskConfig, Strategy};
-use crate::pack::LastRow;
 use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, TokenizeConfig};
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
+use crate::rows::causal::LastRow;
+use crate::rows::mlm::Layout;
 use crate::shards::manifest::Manifest;
 use crate::shards::Dtype;
 
@@ -513,7 +513,7 @@ impl TokenizeOptions {
                     &mut config,
                     json!({
                         "objective": "mlm",
-                        "layout": layout_name(self.layout),
+                        "layout": self.layout.manifest_name(),
                         "mlm": mlm,
                         "rows_per_shard": rows_per_shard,
                     }),
@@ -568,14 +568,6 @@ impl TokenizeOptions {
             Path::new(&self.out),
             progress,
         )
-    }
-}
-
-/// The layout's name in manifests (`full_sentence`, `nsp`).
-pub fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::FullSentence => "full_sentence",
-        Layout::NspPairs => "nsp",
     }
 }
 

@@ -1,3 +1,22 @@
-//! End-to-end stages that combine the pieces: read -> encode -> pack -> write shards.
+//! The tokenize pipeline, stage by stage:
+//!
+//! ```text
+//! read ─────────> (dedup) ──────────> encode ─────> row sink ─────> shard writer
+//! corpus::        dedup::             encode.rs     sink.rs         shards/
+//! read_batches    find_duplicates                   + rows/
+//! ```
+//!
+//! - read: [`crate::corpus::read_batches`] (one reader thread, batches in corpus order);
+//! - dedup (optional): [`crate::dedup::find_duplicates`], a first pass that lists the documents
+//!   to leave out;
+//! - encode (`encode.rs`): one encoder per objective, on the worker threads;
+//! - row sink (`sink.rs`): one per split, a row builder of [`crate::rows`] (causal packer, MLM
+//!   full-sentence packer, NSP pairs) feeding its shard writer ([`crate::shards`]);
+//! - `resume.rs`: the output directory's journal, configuration check and manifest commit.
+//!
+//! [`tokenize::tokenize`] wires the stages together.
 
+mod encode;
+mod resume;
+mod sink;
 pub mod tokenize;

@@ -13,9 +13,9 @@ use pyo3::types::PyDict;
 use super::run_detached;
 use super::tokenizer::PyTokenizer;
 use crate::bpe::EncodeCache;
-use crate::mask::sequences::{build_sequences as build, Documents, Layout, SequenceConfig};
 use crate::mask::{self, MaskConfig, Strategy, TokenId};
 use crate::options::tokenize::MaskStrategy;
+use crate::rows::mlm::{build_sequences as build, Documents, Layout, SequenceConfig};
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
     a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))
@@ -157,11 +157,8 @@ fn build_sequences<'py>(
     seed: u64,
     short_seq_prob: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let layout = match layout {
-        "full_sentence" => Layout::FullSentence,
-        "nsp" => Layout::NspPairs,
-        o => return Err(PyValueError::new_err(format!("unknown layout {o:?} (full_sentence, nsp)"))),
-    };
+    let layout = Layout::from_manifest_name(layout)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown layout {layout:?} (full_sentence, nsp)")))?;
     let mut docs = Documents::new();
     for d in documents {
         for (ids, ws) in d {

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fsutil::temp_path;
-use crate::pack::Row;
+use crate::rows::causal::Row;
 
 pub const SCHEMA_VERSION: u32 = 1;
 /// Rows per Arrow record batch inside a shard.
@@ -47,13 +47,6 @@ impl Dtype {
             Dtype::Uint16
         } else {
             Dtype::Uint32
-        }
-    }
-
-    pub fn bytes(self) -> usize {
-        match self {
-            Dtype::Uint16 => 2,
-            Dtype::Uint32 => 4,
         }
     }
 

@@ -1,5 +1,5 @@
-//! Packing documents into fixed-length rows for causal LM: concatenate `[BOS] doc [EOS]` and cut
-//! every `seq_len` tokens. No token is lost: every token of every document lands in exactly one
+//! The causal-LM row builder (the MLM one is [`super::mlm`]): concatenate `[BOS] doc [EOS]` and
+//! cut every `seq_len` tokens. No token is lost: every token of every document lands in exactly one
 //! row, in order. Each row records where documents start inside it (`doc_starts`), which is what
 //! a trainer needs for per-document attention masks and position resets.
 //!

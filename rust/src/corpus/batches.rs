@@ -1,6 +1,7 @@
-//! The reading pipeline every parallel stage uses: one reader thread streams documents into
-//! batches of about `batch_bytes`, a bounded channel hands them to worker threads. Memory is
-//! bounded by `(2 * threads + 1) * batch_bytes` of text however large the corpus is.
+//! Reading in batches, for every parallel stage (BPE training, dedup, tokenize): one reader
+//! thread streams documents into batches of about `batch_bytes`, a bounded channel hands them to
+//! worker threads. Memory is bounded by `(2 * threads + 1) * batch_bytes` of text however large
+//! the corpus is.
 //!
 //! Batches carry a sequence number so that stages whose output must not depend on scheduling
 //! (tokenize) can restore input order; order-free stages (counting) ignore it.

@@ -1,4 +1,4 @@
-//! Building MLM input rows from tokenized documents: `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`,
+//! The MLM row builder (the causal one is [`super::causal`]): tokenized documents in, rows out: `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`,
 //! padded to `seq_len`, with token types, a special-tokens mask, word starts and NSP labels.
 //!
 //! Two layouts ([`Layout`]):
@@ -23,10 +23,12 @@
 //!
 //! Determinism: the draws of document `d` come from a stream keyed by `(seed, d)` alone, so rows
 //! do not depend on how documents are split across workers.
+//!
+//! Masking is not done here: `tokenize --static-masking` masks built rows with
+//! [`crate::mask::mask_sequence`], and the trainer masks them on the fly otherwise.
 
-use super::rng::Rng;
-use super::MaskConfig;
 use crate::error::{Error, Result};
+use crate::mask::rng::Rng;
 
 /// Tokenized documents, flat: one buffer of ids and one of word-start flags (1 where a token starts
 /// a word) for all of them, plus where each sentence and each document ends. A sentence may be
@@ -201,6 +203,22 @@ pub enum Layout {
     /// Sentence pairs with next-sentence labels (BERT).
     #[serde(rename = "nsp")]
     NspPairs,
+}
+
+impl Layout {
+    /// The name in manifests, shard metadata and `dataprep.build_sequences` (`full_sentence`,
+    /// `nsp`); the CLI spells the first `full-sentence`.
+    pub fn manifest_name(self) -> &'static str {
+        match self {
+            Layout::FullSentence => "full_sentence",
+            Layout::NspPairs => "nsp",
+        }
+    }
+
+    /// The layout named `name` in [`Layout::manifest_name`]'s spelling.
+    pub fn from_manifest_name(name: &str) -> Option<Self> {
+        [Layout::FullSentence, Layout::NspPairs].into_iter().find(|l| l.manifest_name() == name)
+    }
 }
 
 /// Row length, layout and the special ids.
@@ -513,37 +531,6 @@ pub fn nsp_rows(cfg: &SequenceConfig, docs: &Documents, nonempty: &[usize], d: u
     }
 }
 
-/// Masks built rows: row `r` is sample `first_index + r`, its specials and word starts are the
-/// rows' own. Returns `(masked input ids, labels)`, both `(rows, seq_len)`.
-///
-/// Static masking (`--static-masking --dupe-factor K`) is this call with `epoch = 0..K`: each
-/// duplicate gets its own mask, and a shard can be rebuilt bit for bit from the same seed.
-pub fn mask_rows(
-    cfg: &MaskConfig,
-    seed: u64,
-    epoch: u64,
-    first_index: u64,
-    rows: &Rows,
-    threads: usize,
-) -> Result<(Vec<u32>, Vec<i64>)> {
-    let index: Vec<u64> = (first_index..first_index + rows.len() as u64).collect();
-    let mut ids = rows.input_ids.clone();
-    let mut labels = vec![0i64; ids.len()];
-    super::mask_batch(
-        cfg,
-        seed,
-        epoch,
-        &index,
-        &mut ids,
-        &mut labels,
-        &rows.special_tokens_mask,
-        &rows.word_start,
-        rows.seq_len,
-        threads,
-    )?;
-    Ok((ids, labels))
-}
-
 /// The documents that hold at least one token, in order (NSP draws random Bs from them).
 pub fn nonempty_docs(docs: &Documents) -> Vec<usize> {
     (0..docs.len()).filter(|&d| docs.doc(d).tokens() > 0).collect()
@@ -729,15 +716,25 @@ mod tests {
 
     #[test]
     fn static_masking_of_rows_never_touches_specials_and_differs_by_epoch() {
+        use crate::mask::{mask_batch, MaskConfig, Strategy, IGNORE};
         let docs = corpus(40, 4);
         let rows = build_sequences(&SequenceConfig::new(64, CLS, SEP, PAD).layout(Layout::NspPairs), &docs, 0).unwrap();
-        let cfg = MaskConfig::new(3, 50_000_000).strategy(super::super::Strategy::WholeWord);
-        let (a, la) = mask_rows(&cfg, 1, 0, 0, &rows, 1).unwrap();
-        let (b, _) = mask_rows(&cfg, 1, 1, 0, &rows, 2).unwrap();
+        let cfg = MaskConfig::new(3, 50_000_000).strategy(Strategy::WholeWord);
+        // What `tokenize --static-masking` does: row `r` is sample `r`, each epoch its own mask.
+        let mask = |epoch: u64, threads: usize| {
+            let index: Vec<u64> = (0..rows.len() as u64).collect();
+            let mut ids = rows.input_ids.clone();
+            let mut labels = vec![0i64; ids.len()];
+            let (sm, ws) = (&rows.special_tokens_mask, &rows.word_start);
+            mask_batch(&cfg, 1, epoch, &index, &mut ids, &mut labels, sm, ws, rows.seq_len, threads).unwrap();
+            (ids, labels)
+        };
+        let (a, la) = mask(0, 1);
+        let (b, _) = mask(1, 2);
         assert_ne!(a, b);
         for k in 0..a.len() {
             if rows.special_tokens_mask[k] == 1 {
-                assert_eq!((a[k], la[k]), (rows.input_ids[k], super::super::IGNORE));
+                assert_eq!((a[k], la[k]), (rows.input_ids[k], IGNORE));
             }
         }
     }

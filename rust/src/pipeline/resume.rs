@@ -1,0 +1,131 @@
+//! Resume and commit of a `tokenize` output directory.
+//!
+//! - Configuration check: the config hash is SHA-256 over the command's options
+//!   (`config_json`), the tokenizer file's SHA-256 and the input list (path and size). A
+//!   directory whose manifest or journal has another hash is refused, never mixed into.
+//! - Stale temporaries (`.<name>.tmp-<pid>`, left by a killed run) are removed on open: they
+//!   never hold finished work (a shard is renamed into place when complete).
+//! - Journal ([`JOURNAL`]): per split, the state at its last completed shard (its shards, the
+//!   next document index, the row builder's carry), rewritten atomically each time a shard
+//!   completes ([`Checkpoints::record`]).
+//! - Commit: the manifest is written (atomically) once every shard is complete, then the journal
+//!   is removed. A directory with a manifest is complete: a rerun with the same hash returns it.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::corpus::InputFile;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::shards::manifest::{read_json, write_json, InputInfo, Journal, Manifest, StreamState, JOURNAL, MANIFEST};
+
+/// An opened output directory and the identity of the run writing into it.
+pub(super) struct OutDir<'a> {
+    path: &'a Path,
+    pub config_hash: String,
+    pub tokenizer_sha256: String,
+    pub inputs: Vec<InputInfo>,
+}
+
+impl<'a> OutDir<'a> {
+    /// Creates `path` if need be, removes stale temporaries and hashes the configuration.
+    pub fn open(
+        path: &'a Path,
+        files: &[InputFile],
+        tokenizer_file: &Path,
+        config_json: &serde_json::Value,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        remove_stale_temps(path)?;
+        let tokenizer_sha256 = sha256_file(tokenizer_file)?;
+        let inputs: Vec<InputInfo> =
+            files.iter().map(|f| InputInfo { path: f.path.display().to_string(), bytes: f.size }).collect();
+        let config_hash = {
+            let mut h = Sha256::new();
+            h.update(serde_json::to_vec(config_json).unwrap_or_default());
+            h.update(tokenizer_sha256.as_bytes());
+            for i in &inputs {
+                h.update(format!("{}\0{}\n", i.path, i.bytes).as_bytes());
+            }
+            format!("{:x}", h.finalize())
+        };
+        Ok(Self { path, config_hash, tokenizer_sha256, inputs })
+    }
+
+    fn other_config(&self) -> Error {
+        Error::input(
+            self.path,
+            "holds shards made with other options, tokenizer or inputs; use another --out or remove it",
+        )
+    }
+
+    /// The manifest of a complete run with this configuration, if there is one.
+    pub fn finished(&self) -> Result<Option<Manifest>> {
+        match read_json::<Manifest>(&self.path.join(MANIFEST))? {
+            Some(m) if m.config_hash != self.config_hash => Err(self.other_config()),
+            m => Ok(m),
+        }
+    }
+
+    /// The checkpoints of an interrupted run with this configuration, or fresh ones.
+    pub fn checkpoints(&self) -> Result<Checkpoints> {
+        let journal = match read_json::<Journal>(&self.path.join(JOURNAL))? {
+            Some(j) if j.config_hash != self.config_hash => return Err(self.other_config()),
+            Some(j) => j,
+            None => Journal { config_hash: self.config_hash.clone(), streams: std::collections::BTreeMap::new() },
+        };
+        Ok(Checkpoints { path: self.path.join(JOURNAL), journal })
+    }
+
+    /// Copies the tokenizer file next to the shards; returns the copy's file name.
+    pub fn copy_tokenizer(&self, tokenizer_file: &Path) -> Result<String> {
+        let name = tokenizer_file.file_name().map_or("tokenizer.json".into(), |n| n.to_string_lossy().into_owned());
+        let bytes = std::fs::read(tokenizer_file).map_err(|e| Error::io(tokenizer_file, e))?;
+        write_atomic(&self.path.join(&name), |w| w.write_all(&bytes))?;
+        Ok(name)
+    }
+
+    /// Writes the manifest (the run is complete from then on) and removes the journal.
+    pub fn commit(&self, manifest: &Manifest) -> Result<()> {
+        write_json(&self.path.join(MANIFEST), manifest)?;
+        let _ = std::fs::remove_file(self.path.join(JOURNAL));
+        Ok(())
+    }
+}
+
+/// The journal of a run in progress.
+pub(super) struct Checkpoints {
+    path: PathBuf,
+    journal: Journal,
+}
+
+impl Checkpoints {
+    /// Where split `name` stands: its state at its last completed shard (empty when none).
+    pub fn state(&self, name: &str) -> StreamState {
+        self.journal.streams.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Records that split `name` now stands at `state` (right after a shard completed).
+    pub fn record(&mut self, name: &str, state: &StreamState) -> Result<()> {
+        self.journal.streams.insert(name.to_string(), state.clone());
+        write_json(&self.path, &self.journal)
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Removes temporary files a killed run left (`.<name>.tmp-<pid>`); they never hold finished work.
+fn remove_stale_temps(out: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(out).map_err(|e| Error::io(out, e))? {
+        let entry = entry.map_err(|e| Error::io(out, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}

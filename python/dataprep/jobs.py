@@ -29,13 +29,14 @@ BYTE_PHASES = {"reading", "evaluating", "rereading", "writing"}
 def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
     """Runs `job(progress)` on a thread while showing its progress; re-raises its exception."""
     handle = _core.Progress()
-    result: dict[str, Any] = {}
+    value: list[T] = []  # what the job returned, or
+    error: list[BaseException] = []  # what it raised
 
     def target() -> None:
         try:
-            result["value"] = job(handle)
+            value.append(job(handle))
         except BaseException as e:
-            result["error"] = e
+            error.append(e)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -75,6 +76,6 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
             handle.cancel()
             thread.join()
             raise
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if error:
+        raise error[0]
+    return value[0]

@@ -111,6 +111,9 @@ def load(path: Path) -> dict[str, Any]:
     """The state saved by `save` (on the CPU; the caller moves tensors where they belong)."""
     try:
         # weights_only=False: the RNG states are numpy/Python objects; the file is our own.
-        return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+        state: dict[str, Any] = torch.load(
+            Path(path) / "state.pt", map_location="cpu", weights_only=False
+        )
+        return state
     except (OSError, RuntimeError, EOFError) as e:
         raise RuntimeError(f"{path}: cannot read checkpoint: {e}") from e

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -85,7 +86,7 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _mix64_np(z: np.ndarray) -> np.ndarray:
+def _mix64_np(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """splitmix64's finalizer on a uint64 array (array arithmetic wraps silently)."""
     z = z ^ (z >> np.uint64(30))
     z = z * np.uint64(0xBF58476D1CE4E5B9)
@@ -328,7 +329,7 @@ class MicroBatches(Dataset[dict[str, torch.Tensor]]):
             self.columns.append("word_start")
         self.special_ids = shards.special_ids  # read here, once, not in every worker
 
-    def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         index = np.array(rows, dtype=np.int64).reshape(-1)  # a copy: it becomes sample_index
         real = index >= 0
         full = bool(real.all())

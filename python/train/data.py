@@ -510,10 +510,16 @@ def make_loader(
         shuffle: False reads the rows in order (debugging, overfitting tests).
         pin_memory, prefetch_factor: Passed to the DataLoader (prefetch only with workers).
 
-    >>> loader = make_loader(ShardSet("shards/"), rank=0, world_size=1, micro_batch=8,
-    ...                      grad_accum=4, seed=0, epoch=0)  # doctest: +SKIP
-    >>> next(iter(loader))["input_ids"].shape  # doctest: +SKIP
-    torch.Size([8, 512])
+    >>> import dataprep, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.txt").write_text("hello world. " * 2000)
+    >>> tok = d / "tok.json"
+    >>> _ = dataprep.train_bpe(d / "a.txt", 300, out=tok, special_tokens=["<|endoftext|>"])
+    >>> _ = dataprep.tokenize(d / "a.txt", tok, d / "shards", seq_len=64)
+    >>> loader = make_loader(ShardSet(d / "shards"), rank=0, world_size=1, micro_batch=8,
+    ...                      grad_accum=4, seed=0, epoch=0)
+    >>> next(iter(loader))["input_ids"].shape
+    torch.Size([8, 64])
     """
     plan = StepPlan(
         shards.num_rows,

@@ -10,21 +10,23 @@ OUT     ?= demo-out
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch: the pin of the `train` extra in pyproject.toml (a ~3 GB CUDA build from PyPI, ~2 min once).
+# The pins come from pyproject.toml: torch from the `train` extra (a ~3 GB CUDA build from PyPI,
+# ~2 min once), ruff and mypy from the `lint` extra (a new release adds checks; CI should fail on
+# our changes only). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
-		pytest hypothesis regex tokenizers tiktoken transformers datasets ruff mypy \
-		"$$(grep -o 'torch==[0-9.]*' pyproject.toml)"
+		pytest hypothesis regex tokenizers tiktoken transformers datasets \
+		$$(grep -oE '^(lint|train) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy)==[0-9.]+')
 	touch $@
 
-install: $(VENV)/.deps  ## build the Rust extension (release) into .venv with test dependencies
-	$(BIN)/maturin develop --release -q
+install: $(VENV)/.deps  ## build the Rust extension (release) into .venv (or VENV=dir), with test and lint tools
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release -q
 
 demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect -> a tiny GPT trained on them
 	mkdir -p $(OUT)
@@ -36,15 +38,28 @@ demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect -> a t
 	$(BIN)/python -m train --shards $(OUT)/shards --model tiny --max-steps 100 --micro-batch 8 \
 		--lr 3e-3 --warmup-steps 10 --eval-every 50 --log-every 10 --device cpu --out $(OUT)/run
 
-test: install  ## all tests: Rust (cargo test) and Python (pytest)
+# CI runs exactly `make test` (.ci/run). It stops at the first failure, cheapest checks first:
+# the lints that need no build run before the release build of the extension.
+test: lint install  ## what CI runs: `make lint`, then the Rust tests and pytest (tests + docstring examples)
 	cargo test --release -q
 	$(BIN)/pytest -q
 
-lint: install  ## rustfmt, clippy, ruff, and the _core.pyi stub checked against the extension
+lint: lint-rust lint-python stubtest  ## all lints: lint-rust, lint-python, stubtest
+
+# NOTE: clippy --release shares its build scripts and proc-macros (zstd's C library, serde, pyo3,
+# ...: 52 units) with the release build of `install`: in a fresh target/ clippy then costs ~50 s
+# of CPU instead of ~80 s. (A dev-profile clippy shares nothing; its dependency checks are
+# metadata-only either way.)
+lint-rust:  ## rustfmt and clippy (pedantic; the allow-list is in Cargo.toml)
 	cargo fmt --check
-	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --release --all-targets --features python -- -D warnings
+
+lint-python: $(VENV)/.deps  ## ruff (lint and format) on python, tests, bench; mypy --strict on python/
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
+	$(BIN)/mypy  # strict; what it checks: [tool.mypy] in pyproject.toml
+
+stubtest: install  ## the handwritten python/dataprep/_core.pyi against the built extension
 	$(BIN)/python -m mypy.stubtest dataprep._core
 
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
@@ -62,4 +77,4 @@ docs: install  ## regenerate the README's option tables from the options schema
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)
 
-.PHONY: help install demo test lint bench docs clean
+.PHONY: help install demo test lint lint-rust lint-python stubtest bench docs clean

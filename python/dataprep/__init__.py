@@ -5,6 +5,8 @@
 ['Hello', ' world', '!']
 """
 
+import importlib.metadata
+
 from dataprep._core import DataprepError, Progress, Tokenizer, read_documents, split
 from dataprep.bpe import tiktoken_encoding, tiktoken_paths, train_bpe
 from dataprep.dedup import dedup
@@ -32,4 +34,5 @@ __all__ = [
     "tokenize",
     "train_bpe",
 ]
-__version__ = "0.1.0"
+# maturin copies rust/Cargo.toml's version (the one place it is set) into the package metadata.
+__version__ = importlib.metadata.version("dataprep")

@@ -30,13 +30,14 @@ BYTE_PHASES = {"reading", "evaluating", "rereading", "writing"}
 def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
     """Runs `job(progress)` on a thread while showing its progress; re-raises its exception."""
     handle = _core.Progress()
-    result: dict[str, Any] = {}
+    value: list[T] = []  # what the job returned, or
+    error: list[BaseException] = []  # what it raised
 
     def target() -> None:
         try:
-            result["value"] = job(handle)
+            value.append(job(handle))
         except BaseException as e:
-            result["error"] = e
+            error.append(e)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -78,6 +79,6 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
             raise
     for note in handle.notes():
         console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if error:
+        raise error[0]
+    return value[0]

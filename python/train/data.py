@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -186,7 +187,7 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _mix64_np(z: np.ndarray) -> np.ndarray:
+def _mix64_np(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """splitmix64's finalizer on a uint64 array (array arithmetic wraps silently)."""
     z = z ^ (z >> np.uint64(30))
     z = z * np.uint64(0xBF58476D1CE4E5B9)
@@ -429,7 +430,7 @@ class MicroBatches(Dataset[dict[str, torch.Tensor]]):
             self.columns.append("word_start")
         self.special_ids = shards.special_ids  # read here, once, not in every worker
 
-    def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
         index = np.array(rows, dtype=np.int64).reshape(-1)  # a copy: it becomes sample_index
         real = index >= 0
         full = bool(real.all())
@@ -615,10 +616,16 @@ def make_loader(
         shuffle: False reads the rows in order (debugging, overfitting tests).
         pin_memory, prefetch_factor: Passed to the DataLoader (prefetch only with workers).
 
-    >>> loader = make_loader(ShardSet("shards/"), rank=0, world_size=1, micro_batch=8,
-    ...                      grad_accum=4, seed=0, epoch=0)  # doctest: +SKIP
-    >>> next(iter(loader))["input_ids"].shape  # doctest: +SKIP
-    torch.Size([8, 512])
+    >>> import dataprep, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.txt").write_text("hello world. " * 2000)
+    >>> tok = d / "tok.json"
+    >>> _ = dataprep.train_bpe(d / "a.txt", 300, out=tok, special_tokens=["<|endoftext|>"])
+    >>> _ = dataprep.tokenize(d / "a.txt", tok, d / "shards", seq_len=64)
+    >>> loader = make_loader(ShardSet(d / "shards"), rank=0, world_size=1, micro_batch=8,
+    ...                      grad_accum=4, seed=0, epoch=0)
+    >>> next(iter(loader))["input_ids"].shape
+    torch.Size([8, 64])
     """
     plan = StepPlan(
         shards.num_rows,

@@ -62,8 +62,8 @@ def init(device: str = "auto") -> Dist:
         # NOTE: on GPUs, NCCL for CUDA tensors (gradients, loss sums) and gloo for the few CPU
         # tensors (the step's target counts, the stop flag): NCCL alone rejects CPU tensors, and
         # moving them to the GPU would add a host-device sync per step.
-        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend, device_id=dev if use_cuda else None)
+        backends = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(backends, device_id=dev if use_cuda else None)
     backend = str(dist.get_backend()) if dist.is_initialized() else None
     return Dist(rank, world, local_rank, local_world, dev, backend)
 

@@ -222,11 +222,16 @@ def export_hf(
     Returns:
         `out_dir`.
 
-    >>> from train.model import build_model, model_config  # doctest: +SKIP
-    >>> cfg = model_config("tiny", "gpt", 1000, 64)  # doctest: +SKIP
-    >>> export_hf(build_model(cfg), cfg, Path("tok.json"), Path("hf"),
-    ...           special_tokens={"eos_token": "<|endoftext|>"})  # doctest: +SKIP
-    PosixPath('hf')
+    >>> import dataprep, tempfile
+    >>> from train.model import build_model, model_config
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.txt").write_text("hello world. " * 200)
+    >>> tok = d / "tok.json"
+    >>> _ = dataprep.train_bpe(d / "a.txt", 300, out=tok, special_tokens=["<|endoftext|>"])
+    >>> cfg = model_config("tiny", "gpt", 300, 64)
+    >>> export_hf(build_model(cfg), cfg, tok, d / "hf",
+    ...           special_tokens={"eos_token": "<|endoftext|>"}) == d / "hf"
+    True
     """
     transformers = _transformers()
     tokenizer_json, out_dir = Path(tokenizer_json), Path(out_dir)

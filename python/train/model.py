@@ -31,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# NOTE (typing): torch annotates `nn.Module.__call__` as returning Any, so a method that returns a
+# submodule's output carries `# type: ignore[no-any-return]`; the value is a Tensor.
+
 IGNORE_INDEX = -100
 
 # Fields of the micro-batch contract a model accepts besides `input_ids` and `labels`. Each model
@@ -71,6 +74,12 @@ class ModelConfig:
             self.d_ff = 4 * self.d_model
         if self.layer_norm_eps is None:
             self.layer_norm_eps = 1e-5 if self.arch == "gpt" else 1e-12
+
+    @property
+    def ln_eps(self) -> float:
+        """`layer_norm_eps` as `__post_init__` resolved it (never None after it)."""
+        assert self.layer_norm_eps is not None
+        return self.layer_norm_eps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,7 +154,7 @@ class _Module(nn.Module):
 
     cfg: ModelConfig
 
-    def _embedding_params(self) -> list[nn.Parameter]:
+    def _embedding_params(self) -> list[Tensor]:
         raise NotImplementedError
 
     def num_params(self, non_embedding: bool = False) -> int:
@@ -160,7 +169,8 @@ class _Module(nn.Module):
         """AdamW groups: weight decay on matrices and embeddings (ndim >= 2), none on biases and
         LayerNorm weights. Each parameter appears once (`named_parameters` skips tied aliases).
         """
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for _, p in self.named_parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
@@ -218,7 +228,7 @@ class CausalSelfAttention(nn.Module):
             is_causal=mask is None,
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+        return self.resid_drop(self.proj(y))  # type: ignore[no-any-return]
 
 
 class GPTMLP(nn.Module):
@@ -231,20 +241,20 @@ class GPTMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # GPT-2's "gelu_new" is the tanh approximation.
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))  # type: ignore[no-any-return]
 
 
 class GPTBlock(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = GPTMLP(cfg)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = x + self.attn(self.ln_1(x), mask)
-        return x + self.mlp(self.ln_2(x))
+        return x + self.mlp(self.ln_2(x))  # type: ignore[no-any-return]
 
 
 class GPT(_Module):
@@ -264,19 +274,20 @@ class GPT(_Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(GPTBlock(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        blocks = [GPTBlock(cfg) for _ in range(cfg.n_layer)]
+        self.blocks = nn.ModuleList(blocks)
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied
         self._init_linear_and_embedding()
         # GPT-2: the two residual projections per block add up along depth; scale their init.
-        for block in self.blocks:
+        for block in blocks:
             for proj in (block.attn.proj, block.mlp.proj):
                 nn.init.normal_(
                     proj.weight, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer)
                 )
 
-    def _embedding_params(self) -> list[nn.Parameter]:
+    def _embedding_params(self) -> list[Tensor]:
         return [self.wte.weight, self.wpe.weight]
 
     def hidden_states(
@@ -294,13 +305,13 @@ class GPT(_Module):
             mask = (same_doc & causal).unsqueeze(1)  # (B, 1, T, T), True = attend
         for block in self.blocks:
             x = block(x, mask)
-        return self.ln_f(x)
+        return self.ln_f(x)  # type: ignore[no-any-return]
 
     def logits(self, input_ids: Tensor, **fields: Any) -> Tensor:
         """Full (B, T, vocab_size) logits."""
         _check_fields(fields)
         h = self.hidden_states(input_ids, fields.get("position_ids"), fields.get("doc_ids"))
-        return self.lm_head(h)
+        return self.lm_head(h)  # type: ignore[no-any-return]
 
     def forward(self, input_ids: Tensor, labels: Tensor, **fields: Any) -> dict[str, Tensor]:
         """Summed next-token loss: `{"lm": fp32 scalar}` over positions with labels != -100.
@@ -337,10 +348,10 @@ class BertLayer(nn.Module):
         # Fused q, k, v (HF: separate query/key/value Linears; export splits it).
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.attn_out = nn.Linear(cfg.d_model, cfg.d_model)  # HF attention.output.dense
-        self.attn_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.attn_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff)  # HF intermediate.dense
         self.out = nn.Linear(cfg.d_ff, cfg.d_model)  # HF output.dense
-        self.out_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.out_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
@@ -352,7 +363,7 @@ class BertLayer(nn.Module):
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         x = self.attn_ln(x + self.drop(self.attn_out(y)))
-        return self.out_ln(x + self.drop(self.out(F.gelu(self.fc(x)))))
+        return self.out_ln(x + self.drop(self.out(F.gelu(self.fc(x)))))  # type: ignore[no-any-return]
 
 
 class BERT(_Module):
@@ -373,12 +384,12 @@ class BERT(_Module):
         self.word_emb = nn.Embedding(cfg.vocab_size, C)
         self.pos_emb = nn.Embedding(cfg.max_seq_len, C)
         self.type_emb = nn.Embedding(cfg.type_vocab_size, C)
-        self.emb_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.emb_ln = nn.LayerNorm(C, eps=cfg.ln_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.n_layer))
         # MLM head (HF cls.predictions): transform, then the tied decoder plus an output bias.
         self.mlm_dense = nn.Linear(C, C)
-        self.mlm_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.mlm_ln = nn.LayerNorm(C, eps=cfg.ln_eps)
         self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         if cfg.nsp_head:
             self.pooler = nn.Linear(C, C)
@@ -388,7 +399,7 @@ class BERT(_Module):
             with torch.no_grad():
                 self.word_emb.weight[cfg.pad_id].zero_()
 
-    def _embedding_params(self) -> list[nn.Parameter]:
+    def _embedding_params(self) -> list[Tensor]:
         return [self.word_emb.weight, self.pos_emb.weight, self.type_emb.weight]
 
     def hidden_states(
@@ -399,7 +410,9 @@ class BERT(_Module):
         position_ids: Tensor | None = None,
     ) -> Tensor:
         """Encoder output (B, T, C)."""
-        x = self.word_emb(input_ids) + self.pos_emb(self._positions(input_ids, position_ids))
+        x: Tensor = self.word_emb(input_ids) + self.pos_emb(
+            self._positions(input_ids, position_ids)
+        )
         if token_type_ids is None:
             x = x + self.type_emb.weight[0]
         else:
@@ -422,7 +435,7 @@ class BERT(_Module):
         return F.linear(h, self.word_emb.weight, self.mlm_bias)
 
     def _nsp_logits(self, h: Tensor) -> Tensor:
-        return self.nsp(torch.tanh(self.pooler(h[:, 0])))  # (B, 2)
+        return self.nsp(torch.tanh(self.pooler(h[:, 0])))  # type: ignore[no-any-return]  # (B, 2)
 
     def _encode(self, input_ids: Tensor, fields: dict[str, Any]) -> Tensor:
         _check_fields(fields)

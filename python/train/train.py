@@ -129,7 +129,8 @@ class Metrics:
                 raise Stop(
                     "--tensorboard needs the `tensorboard` package (pip install tensorboard)"
                 ) from e
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+            # torch.utils.tensorboard is not annotated.
+            self.tb = SummaryWriter(str(run_dir / "tb"))  # type: ignore[no-untyped-call]
 
     def log(self, record: dict[str, Any], line: str | None = None) -> None:
         if not self.enabled:
@@ -223,13 +224,16 @@ class Trainer:
         self.masking = self._masking()
 
         nsp = cfg.network.nsp if cfg.network.nsp is not None else self.shards.layout == "nsp"
+        bert: dict[str, Any] = (
+            {"nsp_head": nsp, "pad_id": self.shards.pad_id} if objective == "mlm" else {}
+        )
         self.model_cfg = model.model_config(
             cfg.network.model,
             "gpt" if objective == "clm" else "bert",
             vocab_size=self.shards.vocab_size,
             max_seq_len=self.shards.seq_len,
             dropout=cfg.network.dropout,
-            **({"nsp_head": nsp, "pad_id": self.shards.pad_id} if objective == "mlm" else {}),
+            **bert,
         )
         # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway,
         # but then a 1-rank and a 2-rank run would not start from the same model).
@@ -595,7 +599,7 @@ class Trainer:
         m, s = self.model_cfg, self.shards
         tokens_per_step = self.global_batch * s.seq_len
         metrics.print(
-            f"[bold]{m.arch}[/] {self.cfg.network.model}: {self.model.num_params() / 1e6:.2f}M params, "  # type: ignore[operator]
+            f"[bold]{m.arch}[/] {self.cfg.network.model}: {self.model.num_params() / 1e6:.2f}M params, "
             f"{m.n_layer} layers x {m.d_model}, vocab {m.vocab_size} | {self.objective} on "
             f"{s.num_rows:,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
             f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.batch.micro_batch} "

@@ -183,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("corpus");
         std::fs::create_dir(&input).unwrap();
-        let e = check_disjoint(&[input.clone()], &input.join("out"), "--out").unwrap_err().to_string();
+        let e = check_disjoint(std::slice::from_ref(&input), &input.join("out"), "--out").unwrap_err().to_string();
         assert!(e.contains("is inside the input"), "{e}");
         let e = check_disjoint(&[input.join("a.txt")], &input, "--out").unwrap_err().to_string();
         assert!(e.contains("is inside --out"), "{e}");

@@ -14,6 +14,8 @@ use crate::lock::{check_disjoint, OutputLock};
 use crate::progress::Progress;
 
 /// Every option of `dataprep dedup` (Python: `dataprep.dedup`).
+// The flags are the command's options, each its own switch (clippy would have a state machine).
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct DedupOptions {

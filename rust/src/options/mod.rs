@@ -141,7 +141,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         units.iter().find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult))).unwrap_or((s, 1.0));
     let x: f64 = num.trim().parse().ok()?;
     let bytes = x * mult;
-    (bytes.is_finite() && bytes >= 1.0 && bytes < 1e18).then_some(bytes as u64)
+    (1.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 #[cfg(test)]

@@ -40,8 +40,10 @@ demo: install  ## bundled corpus -> tokenizer -> packed shards -> inspect -> a t
 
 # CI runs exactly `make test` (.ci/run). It stops at the first failure, cheapest checks first:
 # the lints that need no build run before the release build of the extension.
+# NOTE: `cargo test` uses [profile.test] (opt-level 2, no LTO): `--release` would link every test
+# binary with fat LTO, which cost more than the extension's own build.
 test: lint install  ## what CI runs: `make lint`, then the Rust tests and pytest (tests + docstring examples)
-	cargo test --release -q
+	cargo test -q
 	$(BIN)/pytest -q
 
 lint: lint-rust lint-python stubtest  ## all lints: lint-rust, lint-python, stubtest

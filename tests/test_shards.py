@@ -4,6 +4,7 @@ messages naming the shard, documents rebuilt exactly, zero-copy views, random ac
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pickle
 import shutil
@@ -61,11 +62,25 @@ def as_json(m: Manifest) -> dict[str, Any]:
 
 
 def rewrite(directory: Path, change: Any) -> None:
-    """Applies `change` to the decoded manifest.json of `directory` and writes it back."""
+    """Applies `change` to the decoded manifest.json of `directory` and writes it back, with its
+    checksum recomputed (as a writer would): what is left to catch is the content itself."""
     path = directory / "manifest.json"
     data = json.loads(path.read_text())
     change(data)
-    path.write_text(json.dumps(data))
+    data["manifest_sha256"] = "0" * 64
+    raw = json.dumps(data).encode()
+    path.write_bytes(raw.replace(b"0" * 64, hashlib.sha256(raw).hexdigest().encode(), 1))
+
+
+def test_a_flipped_manifest_byte_is_caught_by_its_checksum(copy: Path) -> None:
+    path = copy / "manifest.json"
+    raw = bytearray(path.read_bytes())
+    assert json.loads(raw)["manifest_sha256"]
+    at = raw.index(b'"documents"') + 20  # inside a count: still valid JSON
+    raw[at : at + 1] = b"9" if raw[at : at + 1] != b"9" else b"8"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="manifest.json: checksum mismatch"):
+        Manifest.read(copy)
 
 
 # --- Manifest -----------------------------------------------------------------------------

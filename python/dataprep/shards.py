@@ -142,6 +142,31 @@ class MlmInfo:
     static_masking: StaticMasking | None
 
 
+_CHECKSUM_KEY = b'"manifest_sha256": "'
+
+
+def check_manifest_bytes(raw: bytes, path: PathLike) -> None:
+    """Checks a manifest's own checksum: the SHA-256 of the file with the 64 hex digits of its
+    `manifest_sha256` read as zeros (the Rust writer's rule, `shards/manifest.rs`). A manifest
+    without one (written before it existed) passes.
+
+    >>> check_manifest_bytes(b'{"manifest_sha256": "' + b"1" * 64 + b'"}', "m.json")
+    Traceback (most recent call last):
+    ValueError: m.json: checksum mismatch: changed since it was written; rerun `dataprep tokenize` into a fresh directory
+    """
+    at = raw.rfind(_CHECKSUM_KEY)
+    if at < 0 or len(raw) < at + len(_CHECKSUM_KEY) + 64:
+        return
+    start = at + len(_CHECKSUM_KEY)
+    stated = raw[start : start + 64]
+    zeroed = raw[:start] + b"0" * 64 + raw[start + 64 :]
+    if hashlib.sha256(zeroed).hexdigest().encode() != stated:
+        raise ValueError(
+            f"{path}: checksum mismatch: changed since it was written; "
+            "rerun `dataprep tokenize` into a fresh directory"
+        )
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A parsed `manifest.json`: what a shard directory holds and how it was made.
@@ -191,6 +216,8 @@ class Manifest:
     # Written only for MLM shards (`skip_serializing_if = "Option::is_none"`).
     layout: Literal["full_sentence", "nsp"] | None = None
     mlm: MlmInfo | None = field(default=None)
+    # The manifest's own checksum (`check_manifest_bytes`); empty in manifests that predate it.
+    manifest_sha256: str = ""
 
     @classmethod
     def read(cls, path: PathLike) -> Manifest:
@@ -217,7 +244,9 @@ class Manifest:
                 "or an unfinished run)"
             )
         try:
-            data = json.loads(mpath.read_text())
+            raw = mpath.read_bytes()
+            check_manifest_bytes(raw, mpath)
+            data = json.loads(raw)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{mpath}: not a valid manifest ({e})") from e
         return cls.from_dict(data, mpath)

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::corpus::InputFile;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::shards::manifest::{read_json, write_json, InputInfo, Journal, Manifest, StreamState, JOURNAL, MANIFEST};
+use crate::shards::manifest::{
+    read_json, read_manifest, write_json, write_manifest, InputInfo, Journal, Manifest, StreamState, JOURNAL, MANIFEST,
+};
 
 /// An opened output directory and the identity of the run writing into it.
 pub(super) struct OutDir<'a> {
@@ -62,7 +64,7 @@ impl<'a> OutDir<'a> {
 
     /// The manifest of a complete run with this configuration, if there is one.
     pub fn finished(&self) -> Result<Option<Manifest>> {
-        match read_json::<Manifest>(&self.path.join(MANIFEST))? {
+        match read_manifest(&self.path.join(MANIFEST))? {
             Some(m) if m.config_hash != self.config_hash => Err(self.other_config()),
             m => Ok(m),
         }
@@ -87,8 +89,8 @@ impl<'a> OutDir<'a> {
     }
 
     /// Writes the manifest (the run is complete from then on) and removes the journal.
-    pub fn commit(&self, manifest: &Manifest) -> Result<()> {
-        write_json(&self.path.join(MANIFEST), manifest)?;
+    pub fn commit(&self, manifest: &mut Manifest) -> Result<()> {
+        write_manifest(&self.path.join(MANIFEST), manifest)?;
         let _ = std::fs::remove_file(self.path.join(JOURNAL));
         Ok(())
     }

@@ -185,7 +185,7 @@ pub fn tokenize(
         invalid_utf8_replaced: stats.invalid_utf8_replaced,
     };
     let splits = SPLITS.iter().map(ToString::to_string).zip(splits).collect();
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         dataprep_version: env!("CARGO_PKG_VERSION").to_string(),
         objective: if cfg.mlm().is_some() { "mlm" } else { "clm" }.into(),
@@ -206,8 +206,9 @@ pub fn tokenize(
         inputs: dir.inputs.clone(),
         documents,
         splits,
+        manifest_sha256: String::new(),
     };
-    dir.commit(&manifest)?;
+    dir.commit(&mut manifest)?;
     Ok(manifest)
 }
 

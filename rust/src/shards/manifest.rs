@@ -52,6 +52,7 @@ pub struct SplitInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub schema_version: u32,
     pub dataprep_version: String,
@@ -72,6 +73,10 @@ pub struct Manifest {
     pub inputs: Vec<InputInfo>,
     pub documents: DocumentCounts,
     pub splits: BTreeMap<String, SplitInfo>,
+    /// SHA-256 of this file with these 64 hex digits read as zeros (see [`write_manifest`]); empty
+    /// in manifests written before it existed.
+    #[serde(default)]
+    pub manifest_sha256: String,
 }
 
 /// A split's state at the end of its last completed shard: enough to continue exactly there.
@@ -96,6 +101,56 @@ pub struct Journal {
     pub streams: BTreeMap<String, StreamState>,
 }
 
+/// The manifest's own checksum: written last in the file, it is the SHA-256 of the file's bytes
+/// with its 64 hex digits replaced by `0`. A checksum inside the file it covers that any language
+/// checks with one byte replace (no canonical re-serialization), so a flipped byte anywhere in the
+/// manifest (a count, the config hash, a shard's checksum) is caught where the manifest is read.
+const CHECKSUM_KEY: &[u8] = b"\"manifest_sha256\": \"";
+
+fn checksum_span(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let at = memchr::memmem::rfind(bytes, CHECKSUM_KEY)? + CHECKSUM_KEY.len();
+    (bytes.len() >= at + 64).then_some(at..at + 64)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Writes `manifest` (pretty JSON) with its checksum filled in, atomically.
+pub fn write_manifest(path: &Path, manifest: &mut Manifest) -> Result<()> {
+    manifest.manifest_sha256 = "0".repeat(64);
+    let mut bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::input(path, e.to_string()))?;
+    bytes.push(b'\n');
+    let span = checksum_span(&bytes).ok_or_else(|| Error::input(path, "manifest checksum field missing"))?;
+    let hex = sha256_hex(&bytes);
+    bytes[span].copy_from_slice(hex.as_bytes());
+    manifest.manifest_sha256 = hex;
+    write_atomic(path, |w| w.write_all(&bytes))
+}
+
+/// Reads a manifest, checking its checksum (a manifest without one predates it and is taken as
+/// is); `None` when there is none.
+pub fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if let Some(span) = checksum_span(&bytes) {
+        let stated = bytes[span.clone()].to_vec();
+        let mut zeroed = bytes.clone();
+        zeroed[span].fill(b'0');
+        if sha256_hex(&zeroed).as_bytes() != stated.as_slice() {
+            return Err(Error::input(
+                path,
+                "checksum mismatch: changed since it was written; rerun `dataprep tokenize` into a fresh directory",
+            ));
+        }
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::input(path, format!("unreadable: {e}")))
+}
+
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::input(path, format!("unreadable: {e}"))),
@@ -109,4 +164,48 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
         w.write_all(b"\n")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_checksum_catches_any_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MANIFEST);
+        let mut m = Manifest {
+            schema_version: 1,
+            dataprep_version: "0".into(),
+            objective: "clm".into(),
+            layout: None,
+            mlm: None,
+            seq_len: 8,
+            dtype: Dtype::Uint16,
+            tokenizer: TokenizerInfo {
+                file: "t.json".into(),
+                sha256: "ab".into(),
+                vocab_size: 300,
+                eos_id: 0,
+                bos_id: None,
+                pad_id: 0,
+            },
+            config: serde_json::json!({"a": 1}),
+            config_hash: "cd".into(),
+            inputs: vec![],
+            documents: DocumentCounts::default(),
+            splits: BTreeMap::new(),
+            manifest_sha256: String::new(),
+        };
+        write_manifest(&path, &mut m).unwrap();
+        assert_eq!(m.manifest_sha256.len(), 64);
+        assert_eq!(read_manifest(&path).unwrap().unwrap().manifest_sha256, m.manifest_sha256);
+        let good = std::fs::read(&path).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(read_manifest(&path).is_err(), "flip at byte {i} not caught");
+        }
+    }
 }

@@ -336,3 +336,26 @@ def test_dedup_before_encoding_is_counted_in_the_manifest(
     assert none["documents"]["skipped"]["exact_duplicate"] == 0 and none["documents"][
         "train"
     ] == len(docs)
+
+
+def test_binary_files_and_truncated_documents_reach_manifest_and_summary(
+    trained, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path, _ = trained
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("plain text here")
+    (corpus / "b.so").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
+    (corpus / "wiki_00").write_text('<doc id="1" url="u" title="T">\nT\n\nCut sho')
+    out = tmp_path / "s"
+    r = CliRunner().invoke(
+        main, ["tokenize", str(corpus), "--tokenizer", str(path), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "1 binary files" in text and str(corpus / "b.so") in text, r.output
+    assert "truncated: 1 documents without </doc>" in text and "replaced: 0" in text, r.output
+    docs = json.loads((out / "manifest.json").read_text())["documents"]
+    assert docs["read"] == 2 and docs["truncated_documents"] == 1
+    assert docs["binary_skipped"] == 1 and docs["binary_skipped_paths"] == [str(corpus / "b.so")]
+    assert dataprep.Manifest.read(out).documents.binary_skipped == 1

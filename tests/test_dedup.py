@@ -244,3 +244,20 @@ def test_rerun_after_kill_9_removes_spill_and_temporary_files(tmp_path: Path) ->
     assert res.exit_code == 0, res.output
     assert list(spill.iterdir()) == []
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_binary_input_is_skipped_named_and_gets_no_output(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_jsonl(src / "a.jsonl", ["one text", "one text", "two"])
+    (src / "blob").write_bytes(b"\x00\x01binary" * 100)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["dedup", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "1 binary files" in res.output, res.output
+    # Named in full: a long path is folded over table lines, never cut.
+    unfolded = "".join(res.output.replace("\u2502", "").split())
+    assert str(src / "blob").replace(" ", "") in unfolded, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.jsonl", "clusters.jsonl", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["binary_skipped"] == 1 and summary["binary_skipped_paths"] == [str(src / "blob")]

@@ -109,7 +109,7 @@ def train_bpe_cmd(**values: Any) -> None:
         )
     rows.append(("wrote", ", ".join(str(p) for p in stats["outputs"])))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
 
 
@@ -151,6 +151,7 @@ def tokenize_cmd(**values: Any) -> None:
         f"seq_len {m['seq_len']}, {m['dtype']}; {secs:.2f} s, "
         f"{docs['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s, {tokens / max(secs, 1e-9) / 1e6:.2f}M tokens/s",
         highlight=False,
+        soft_wrap=True,  # one line: paths in it are never folded
     )
 
 
@@ -218,7 +219,7 @@ def dedup_cmd(**values: Any) -> None:
         ("wrote", f"{o['out']}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),
     ]
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
 
 

@@ -317,7 +317,7 @@ fn read<'a>(
 ) -> Result<ReadStats> {
     let path = file.path.as_path();
     let format = resolve_format(path, cfg)?;
-    if matches!(format, Format::Text | Format::Wiki) && looks_binary(path)? {
+    if is_skipped_binary(path, format)? {
         return Ok(ReadStats { binary_skipped: 1, binary_paths: vec![path.to_path_buf()], ..ReadStats::default() });
     }
     let mut em = Emitter {
@@ -349,6 +349,11 @@ pub fn resolve_format(path: &Path, cfg: &CorpusConfig) -> Result<Format> {
         },
         f => f,
     })
+}
+
+/// Whether `path`, read as `format`, is a binary file that the readers skip (see the module doc).
+pub fn is_skipped_binary(path: &Path, format: Format) -> Result<bool> {
+    Ok(matches!(format, Format::Text | Format::Wiki) && looks_binary(path)?)
 }
 
 /// Whether the (decompressed) start of `path` shows a binary file: a NUL byte in the first 8 KB

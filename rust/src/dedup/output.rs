@@ -122,8 +122,9 @@ fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
     result
 }
 
-/// One written file: its path, kept documents and the report metadata it collected.
-type FileResult = Result<(PathBuf, u64, HashMap<u64, Meta>)>;
+/// One written file: its path (none for a binary input, skipped by the reader), kept documents
+/// and the report metadata it collected.
+type FileResult = Result<(Option<PathBuf>, u64, HashMap<u64, Meta>)>;
 
 /// What one file's writer learns of the documents it reads.
 struct Ctx<'a> {
@@ -176,6 +177,11 @@ pub fn write_output(
         progress.check()?;
         let file = &files[no];
         let format = corpus::resolve_format(&file.path, corpus)?;
+        if corpus::is_skipped_binary(&file.path, format)? {
+            // No documents, so no output: an empty file would look like one that had them all removed.
+            progress.add(file.size);
+            return Ok((None, 0, HashMap::new()));
+        }
         let dest = output_path(&file.path, &base, out_dir, format);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -194,7 +200,7 @@ pub fn write_output(
             ));
         }
         progress.add(file.size);
-        Ok((dest, ctx.kept, ctx.meta))
+        Ok((Some(dest), ctx.kept, ctx.meta))
     };
     let mut done: Vec<(usize, FileResult)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
@@ -226,7 +232,7 @@ pub fn write_output(
     let mut meta = HashMap::new();
     for (_, r) in done {
         let (path, kept, m) = r?;
-        stats.paths.push(path);
+        stats.paths.extend(path);
         stats.kept += kept;
         meta.extend(m);
     }

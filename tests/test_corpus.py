@@ -102,3 +102,48 @@ def test_corrupt_compressed_file_names_it(tmp_path: Path) -> None:
     p.write_bytes(b"\x1f\x8b\x08\x00garbage-not-gzip")
     with pytest.raises(dataprep.DataprepError, match=r"x\.txt\.gz"):
         dataprep.read_documents([str(p)])
+
+
+@pytest.mark.parametrize("policy", ["replace", "skip", "error"])
+def test_lone_surrogate_follows_the_invalid_utf8_policy(tmp_path: Path, policy: str) -> None:
+    p = tmp_path / "s.jsonl"
+    # A pair (an emoji), an escaped backslash before "ud800" (plain text), then a lone surrogate.
+    p.write_text(
+        '{"text": "pair \\ud83d\\ude00 ok", "id": 1}\n'
+        '{"text": "not one \\\\ud800", "id": 2}\n'
+        '{"text": "lone \\ud800 here", "id": 3}\n'
+    )
+    if policy == "error":
+        with pytest.raises(dataprep.DataprepError, match=r"s\.jsonl: line 3: lone surrogate"):
+            dataprep.read_documents([str(p)], invalid_utf8=policy)
+        return
+    docs, stats = dataprep.read_documents([str(p)], invalid_utf8=policy)
+    got = [d["text"] for d in docs]
+    assert got[:2] == ["pair \U0001f600 ok", "not one \\ud800"]
+    if policy == "replace":
+        assert got[2] == "lone \ufffd here" and stats["invalid_utf8_replaced"] == 1
+    else:
+        assert len(got) == 2 and stats["invalid_utf8_skipped"] == 1
+
+
+def test_binary_files_are_skipped_counted_and_named(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("real text")
+    (tmp_path / "b.bin").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (tmp_path / "c.dat").write_bytes(
+        bytes([0xFF, 0xFE, 0x80, 0x41]) * 1000
+    )  # no NUL, mostly invalid
+    (tmp_path / "d.txt").write_bytes(b"caf\xe9 au lait " * 100)  # Latin-1 text: replaced, kept
+    docs, stats = dataprep.read_documents([str(tmp_path)])
+    assert [d["text"][:4] for d in docs] == ["real", "caf\ufffd"]
+    assert stats["binary_skipped"] == 2 and stats["files"] == 2
+    assert stats["binary_skipped_paths"] == [str(tmp_path / "b.bin"), str(tmp_path / "c.dat")]
+    assert stats["invalid_utf8_replaced"] == 1
+
+
+def test_truncated_wiki_document_is_kept_and_counted(tmp_path: Path) -> None:
+    (tmp_path / "wiki_00").write_text(WIKI + '<doc id="9" url="u" title="Cut">\nCut\n\nBody th')
+    docs, stats = dataprep.read_documents([str(tmp_path)])
+    assert [d["text"] for d in docs][-1] == "Cut\n\nBody th"
+    assert stats["truncated_documents"] == 1
+    docs, stats = dataprep.read_documents([str(tmp_path / "wiki_00")], format="wiki")
+    assert len(docs) == 3 and stats["truncated_documents"] == 1

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import random
+import resource
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +194,70 @@ def test_banding_fits_num_perm(threshold: float) -> None:
     b, r, p = banding(threshold, 128, True)
     assert b * r <= 128 and p > 0.9
     assert np.isclose(p, 1 - (1 - threshold**r) ** b)
+
+
+def run_cli(args: list[str], limit_bytes: int | None = None) -> subprocess.Popen[bytes]:
+    """`dataprep <args>` in a subprocess; with `limit_bytes`, files it writes may not grow
+    beyond that (RLIMIT_FSIZE, SIGXFSZ ignored so that write() fails with EFBIG: a full disk)."""
+
+    def limit() -> None:
+        if limit_bytes is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    cmd = [sys.executable, "-m", "dataprep.cli", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=limit)
+
+
+def test_full_disk_error_names_the_output_file(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    texts = [" ".join(rng.choice(VOCAB) for _ in range(40)) for _ in range(2000)]
+    (tmp_path / "in").mkdir()
+    src = write_jsonl(tmp_path / "in" / "p.jsonl", texts)
+    out = tmp_path / "out"
+    proc = run_cli(["dedup", str(src), "--out", str(out), "--mode", "exact"], 64 << 10)
+    with proc:
+        output = " ".join(proc.communicate(timeout=120)[0].decode().split())
+    assert proc.returncode == 1, output
+    assert f"{out / 'p.jsonl'}: File too large" in output, output
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_rerun_after_kill_9_removes_spill_and_temporary_files(tmp_path: Path) -> None:
+    rng = random.Random(6)
+    texts = [" ".join(rng.choice(VOCAB) for _ in range(12)) for _ in range(60_000)]
+    src = write_jsonl(tmp_path / "p.jsonl", texts)
+    spill, out = tmp_path / "spill", tmp_path / "out"
+    spill.mkdir()
+    args = ["dedup", str(src), "--out", str(out), "--temp-dir", str(spill), "--memory-mb", "1"]
+    with run_cli([*args, "--threads", "1"]) as proc:
+        deadline = time.time() + 60
+        while not list(spill.glob("dataprep-spill-*/*")) and proc.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    assert list(spill.glob(f"dataprep-spill-{proc.pid}-*/*")), "killed before it spilled"
+    # What a writer killed while writing leaves: its temporary file under the output name.
+    out.mkdir(exist_ok=True)
+    (out / f".p.jsonl.tmp-{proc.pid}").write_text("partial")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert list(spill.iterdir()) == []
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_binary_input_is_skipped_named_and_gets_no_output(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_jsonl(src / "a.jsonl", ["one text", "one text", "two"])
+    (src / "blob").write_bytes(b"\x00\x01binary" * 100)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["dedup", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "1 binary files" in res.output, res.output
+    # Named in full: a long path is folded over table lines, never cut.
+    unfolded = "".join(res.output.replace("\u2502", "").split())
+    assert str(src / "blob").replace(" ", "") in unfolded, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.jsonl", "clusters.jsonl", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["binary_skipped"] == 1 and summary["binary_skipped_paths"] == [str(src / "blob")]

@@ -158,6 +158,20 @@ def test_manifest_refuses_what_it_does_not_know(copy: Path, change: Any, message
         ShardSet(copy)
 
 
+def test_manifest_counts_added_later_default_to_zero(copy: Path) -> None:
+    docs = json.loads((copy / "manifest.json").read_text())["documents"]
+    assert (docs["truncated_documents"], docs["binary_skipped"], docs["binary_skipped_paths"]) == (
+        0,
+        0,
+        [],
+    )
+    new = ("truncated_documents", "binary_skipped", "binary_skipped_paths")
+    rewrite(copy, lambda d: [d["documents"].pop(k) for k in new])  # a manifest from before them
+    m = Manifest.read(copy)
+    assert (m.documents.truncated_documents, m.documents.binary_skipped) == (0, 0)
+    assert m.documents.binary_skipped_paths == ()
+
+
 def test_manifest_missing_or_not_json(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"manifest\.json: no manifest\.json"):
         Manifest.read(tmp_path)

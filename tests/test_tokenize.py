@@ -190,6 +190,53 @@ def test_cancel_keeps_finished_shards_and_resumes(
     )
 
 
+@pytest.mark.parametrize("damage", ["delete", "alter"])
+def test_rerun_refuses_a_finished_shard_deleted_or_altered(
+    trained, big_corpus: Path, tmp_path: Path, damage: str
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    path, _ = trained
+    kw = {"seq_len": 256, "shard_size": "64KB", "threads": 1}
+    progress = dataprep.Progress()
+    out = tmp_path / "run"
+    journal = out / ".dataprep-journal.json"
+
+    def cancel_after_first_shard() -> None:
+        while not journal.exists():
+            time.sleep(0.001)
+        progress.cancel()
+
+    def spoil(shard: Path) -> None:
+        if damage == "delete":
+            shard.unlink()
+        else:
+            data = bytearray(shard.read_bytes())
+            data[len(data) // 2] ^= 1  # same size, other bytes
+            shard.write_bytes(bytes(data))
+
+    threading.Thread(target=cancel_after_first_shard, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        dataprep.tokenize(big_corpus, path, out, progress=progress, **kw)
+    listed = [
+        s["file"]
+        for st in json.loads(journal.read_text())["streams"].values()
+        for s in st["shards"]
+    ]
+    spoil(out / listed[0])
+    with pytest.raises(dataprep.DataprepError, match="remove the output directory") as e:
+        dataprep.tokenize(big_corpus, path, out, **kw)
+    assert listed[0] in str(e.value)
+    # A complete directory: its shards are checked before "already complete".
+    done = tmp_path / "done"
+    m = dataprep.tokenize(big_corpus, path, done, **kw)
+    shard = m["splits"]["train"]["shards"][-1]["file"]
+    spoil(done / shard)
+    with pytest.raises(dataprep.DataprepError, match="remove the output directory") as e:
+        dataprep.tokenize(big_corpus, path, done, **kw)
+    assert shard in str(e.value)
+
+
 def test_other_options_on_the_same_out_are_refused(
     trained, demo_corpus: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -289,3 +336,26 @@ def test_dedup_before_encoding_is_counted_in_the_manifest(
     assert none["documents"]["skipped"]["exact_duplicate"] == 0 and none["documents"][
         "train"
     ] == len(docs)
+
+
+def test_binary_files_and_truncated_documents_reach_manifest_and_summary(
+    trained, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path, _ = trained
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("plain text here")
+    (corpus / "b.so").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
+    (corpus / "wiki_00").write_text('<doc id="1" url="u" title="T">\nT\n\nCut sho')
+    out = tmp_path / "s"
+    r = CliRunner().invoke(
+        main, ["tokenize", str(corpus), "--tokenizer", str(path), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "1 binary files" in text and str(corpus / "b.so") in text, r.output
+    assert "truncated: 1 documents without </doc>" in text and "replaced: 0" in text, r.output
+    docs = json.loads((out / "manifest.json").read_text())["documents"]
+    assert docs["read"] == 2 and docs["truncated_documents"] == 1
+    assert docs["binary_skipped"] == 1 and docs["binary_skipped_paths"] == [str(corpus / "b.so")]
+    assert dataprep.Manifest.read(out).documents.binary_skipped == 1

@@ -88,6 +88,7 @@ def train_bpe_cmd(**values: Any) -> None:
         ("input", f"{stats['files']:,} files, {human_bytes(stats['bytes'])}"),
         ("documents", f"{stats['documents']:,}"),
         ("skipped", skipped_text(stats)),
+        *read_notes(stats),
         ("unique words", f"{stats['unique_words']:,}"),
         ("vocab size", f"{stats['vocab_size']:,} ({stats['merges']:,} merges)"),
         (
@@ -108,7 +109,7 @@ def train_bpe_cmd(**values: Any) -> None:
         )
     rows.append(("wrote", ", ".join(str(p) for p in stats["outputs"])))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
 
 
@@ -142,11 +143,15 @@ def tokenize_cmd(**values: Any) -> None:
     Console().print(table)
     tokens = sum(sp["tokens"] for sp in m["splits"].values())
     skipped = ", ".join(f"{v:,} {k}" for k, v in docs["skipped"].items())
+    skipped += f", {docs['binary_skipped']:,} binary files"
+    notes = "".join(f"{name}: {text}; " for name, text in read_notes(docs))
     Console().print(
         f"{docs['read']:,} documents ({human_bytes(docs['bytes'])}) read, skipped: {skipped}; "
+        f"{notes}"
         f"seq_len {m['seq_len']}, {m['dtype']}; {secs:.2f} s, "
         f"{docs['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s, {tokens / max(secs, 1e-9) / 1e6:.2f}M tokens/s",
         highlight=False,
+        soft_wrap=True,  # one line: paths in it are never folded
     )
 
 
@@ -184,6 +189,7 @@ def dedup_cmd(**values: Any) -> None:
         ("input", f"{stats['files']:,} files, {human_bytes(stats['bytes'])}"),
         ("documents", f"{docs:,}"),
         ("skipped", skipped_text(stats)),
+        *read_notes(stats),
         ("exact removed", pct(stats["exact_removed"])),
     ]
     if mode == "near":
@@ -213,7 +219,7 @@ def dedup_cmd(**values: Any) -> None:
         ("wrote", f"{o['out']}/ ({len(stats['outputs'])} files, clusters.jsonl, summary.json)"),
     ]
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
 
 
@@ -263,14 +269,29 @@ def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
         sys.exit(1)
 
 
-def skipped_text(stats: dict[str, int]) -> str:
-    parts = [
-        f"{stats['empty_skipped']:,} empty",
-        f"{stats['invalid_utf8_skipped']:,} invalid UTF-8",
+def skipped_text(stats: dict[str, Any]) -> str:
+    """Documents (and binary files) left out, by reason, from a reading-stats dict."""
+    return (
+        f"{stats['empty_skipped']:,} empty, {stats['invalid_utf8_skipped']:,} invalid UTF-8, "
+        f"{stats['binary_skipped']:,} binary files"
+    )
+
+
+def read_notes(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """Summary rows for what was read but not as it came: replaced text (always shown, so that
+    0 is a fact and not an omission), truncated WikiExtractor documents and binary files (named)."""
+    rows = [
+        ("replaced", f"{stats['invalid_utf8_replaced']:,} documents with invalid UTF-8 -> U+FFFD")
     ]
-    if stats["invalid_utf8_replaced"]:
-        parts.append(f"{stats['invalid_utf8_replaced']:,} with invalid UTF-8 replaced")
-    return ", ".join(parts)
+    if stats["truncated_documents"]:
+        rows.append(
+            ("truncated", f"{stats['truncated_documents']:,} documents without </doc> (kept)")
+        )
+    if stats["binary_skipped"]:
+        paths = stats["binary_skipped_paths"]
+        more = stats["binary_skipped"] - len(paths)
+        rows.append(("binary files", ", ".join(paths) + (f" and {more:,} more" if more else "")))
+    return rows
 
 
 if __name__ == "__main__":

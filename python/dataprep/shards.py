@@ -111,7 +111,11 @@ class DocumentCounts:
     train: int
     val: int
     skipped: dict[str, int]
-    invalid_utf8_replaced: int
+    invalid_utf8_replaced: int  # kept with invalid UTF-8 / lone surrogates replaced by U+FFFD
+    # Absent from manifests written before they were counted: 0 there.
+    truncated_documents: int = 0  # WikiExtractor documents without `</doc>` (kept)
+    binary_skipped: int = 0  # input files skipped as binary (files, not documents)
+    binary_skipped_paths: tuple[str, ...] = ()  # the first of them
 
 
 @dataclass(frozen=True)

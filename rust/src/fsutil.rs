@@ -114,6 +114,35 @@ pub fn remove_temps(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether process `pid` may still be running. Without `/proc` (not Linux) the answer is always
+/// yes: a sweep must never remove what a live run is writing.
+pub fn pid_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The pid in a temporary file name `.<name>.tmp-<pid>` ([`temp_path`]).
+fn temp_pid(name: &str) -> Option<u32> {
+    let (_, pid) = name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    pid.parse().ok()
+}
+
+/// Removes, under `dir` and its subdirectories, the temporary files (`.<name>.tmp-<pid>`) of
+/// writers that are no longer running: what a killed run left. A file of a live process (another
+/// run, or this one) is left alone.
+pub fn remove_orphan_temps(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            remove_orphan_temps(&path)?;
+        } else if temp_pid(&entry.file_name().to_string_lossy()).is_some_and(|pid| !pid_alive(pid)) {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +181,20 @@ mod tests {
         fs::write(dir.path().join(".a.tmp-99"), b"junk").unwrap();
         write_set(&record, &[(&a, b"a3"), (&b, b"b3")]).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn orphan_temps_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let dead = dir.path().join("sub/.a.jsonl.tmp-4000000000");
+        let live = temp_path(&dir.path().join("b.jsonl"));
+        let other = dir.path().join("c.tmp-1");
+        for p in [&dead, &live, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        remove_orphan_temps(dir.path()).unwrap();
+        assert!(!dead.exists() && live.exists() && other.exists());
     }
 
     #[test]

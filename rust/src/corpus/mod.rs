@@ -7,7 +7,12 @@
 //!   the order given; documents keep their order inside a file. Every consumer that needs order
 //!   (tokenize, dedup) gets it from [`Document::index`].
 //! - Compression (`.gz`, `.bz2`, `.zst`) is transparent and chosen by extension.
-//! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`].
+//! - Invalid UTF-8 never crashes: [`Utf8Policy`] decides, and counts land in [`ReadStats`]. A
+//!   JSON escape of a lone surrogate (`"\ud800"`) is invalid text too and goes the same way.
+//! - Binary files are not text: a plain-text or WikiExtractor file with a NUL byte in its first
+//!   8 KB, or more than 30% invalid UTF-8 in its first 64 KB (of 512 bytes at least), is
+//!   skipped whole and counted ([`ReadStats::binary_skipped`], with the first paths named),
+//!   never tokenized as text.
 //! - The readers are the one definition of which record (JSONL line, Parquet row) is which
 //!   document: [`read_file_records`] hands on the raw records with the index of the document each
 //!   holds, so a consumer that copies records (dedup output) never re-derives the rules.
@@ -111,7 +116,17 @@ pub struct ReadStats {
     pub invalid_utf8_skipped: u64,
     /// Documents with no text (or only whitespace), not handed on.
     pub empty_skipped: u64,
+    /// Files skipped as binary (see the module doc); not counted in `files`.
+    pub binary_skipped: u64,
+    /// The first [`BINARY_PATHS_KEPT`] of them, to name in a summary.
+    pub binary_paths: Vec<PathBuf>,
+    /// WikiExtractor documents cut off by the end of the file (no `</doc>`): kept, because their
+    /// text is the input's, and counted so that a truncated dump does not pass unnoticed.
+    pub truncated_documents: u64,
 }
+
+/// How many binary file paths [`ReadStats`] keeps to name.
+pub const BINARY_PATHS_KEPT: usize = 5;
 
 impl ReadStats {
     pub fn add(&mut self, o: &ReadStats) {
@@ -121,6 +136,10 @@ impl ReadStats {
         self.invalid_utf8_replaced += o.invalid_utf8_replaced;
         self.invalid_utf8_skipped += o.invalid_utf8_skipped;
         self.empty_skipped += o.empty_skipped;
+        self.binary_skipped += o.binary_skipped;
+        let room = BINARY_PATHS_KEPT.saturating_sub(self.binary_paths.len());
+        self.binary_paths.extend(o.binary_paths.iter().take(room).cloned());
+        self.truncated_documents += o.truncated_documents;
     }
 }
 
@@ -298,6 +317,9 @@ fn read<'a>(
 ) -> Result<ReadStats> {
     let path = file.path.as_path();
     let format = resolve_format(path, cfg)?;
+    if is_skipped_binary(path, format)? {
+        return Ok(ReadStats { binary_skipped: 1, binary_paths: vec![path.to_path_buf()], ..ReadStats::default() });
+    }
     let mut em = Emitter {
         path,
         file: file_no,
@@ -328,6 +350,40 @@ pub fn resolve_format(path: &Path, cfg: &CorpusConfig) -> Result<Format> {
         f => f,
     })
 }
+
+/// Whether `path`, read as `format`, is a binary file that the readers skip (see the module doc).
+pub fn is_skipped_binary(path: &Path, format: Format) -> Result<bool> {
+    Ok(matches!(format, Format::Text | Format::Wiki) && looks_binary(path)?)
+}
+
+/// Whether the (decompressed) start of `path` shows a binary file: a NUL byte in the first 8 KB
+/// (text never holds one; UTF-16 and every binary format do), or more than 30% of the first
+/// 64 KB in invalid UTF-8 sequences (a Latin-1 text stays far below: one byte in a word here and
+/// there). The share needs a sample of [`BINARY_MIN_SAMPLE`] bytes to mean anything: a shorter
+/// file without NUL is text, and the UTF-8 policy deals with its bad bytes. Reads at most 64 KB.
+fn looks_binary(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1 << 16);
+    decompress::open(path)?.take(1 << 16).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    Ok(is_binary(&head))
+}
+
+fn is_binary(head: &[u8]) -> bool {
+    if head[..head.len().min(8192)].contains(&0) {
+        return true;
+    }
+    let (mut invalid, mut rest) = (0usize, head);
+    while let Err(e) = std::str::from_utf8(rest) {
+        // `None`: a sequence cut by the end of the sample, not an invalid one.
+        let Some(n) = e.error_len() else { break };
+        invalid += n;
+        rest = &rest[e.valid_up_to() + n..];
+    }
+    head.len() >= BINARY_MIN_SAMPLE && invalid * 10 > head.len() * 3
+}
+
+/// See [`looks_binary`].
+const BINARY_MIN_SAMPLE: usize = 512;
 
 /// WikiExtractor or plain text, from the first non-blank bytes of the (decompressed) content.
 fn sniff(path: &Path) -> Result<Format> {
@@ -400,6 +456,33 @@ mod tests {
         cfg.utf8 = Utf8Policy::Error;
         let e = read_all(&p, &cfg).unwrap_err().to_string();
         assert!(e.contains("bad.txt") && e.contains("invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn binary_files_are_skipped_counted_and_named() {
+        assert!(is_binary(b"PK\x03\x04\0\0rest"));
+        assert!(is_binary(&[0xffu8; 1000]));
+        assert!(!is_binary(b"ok \xff\xfe"));
+        // Latin-1 text: a few invalid bytes among many valid ones is text (replaced later).
+        assert!(!is_binary(b"caf\xe9 au lait, cr\xe8me br\xfbl\xe9e, and more plain words"));
+        assert!(!is_binary(b""));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("blob.bin");
+        fs::write(&p, b"\x7fELF\x02\x01\x01\0\0\0 some text after").unwrap();
+        let (docs, st) = read_all(&p, &CorpusConfig::default()).unwrap();
+        assert!(docs.is_empty());
+        assert_eq!((st.files, st.binary_skipped, st.binary_paths), (0, 1, vec![p]));
+    }
+
+    #[test]
+    fn truncated_wiki_document_is_kept_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("wiki_00");
+        fs::write(&p, "<doc id=\"1\" title=\"A\">\nA\n</doc>\n<doc id=\"2\" title=\"B\">\nB\n\ncut he").unwrap();
+        let (docs, st) = read_all(&p, &CorpusConfig::default()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].text, "B\n\ncut he");
+        assert_eq!(st.truncated_documents, 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! WikiExtractor output: `<doc id=".." url=".." title="..">` ... `</doc>` blocks, one document each.
 //! The text between the tags is kept as is (WikiExtractor repeats the title as its first line);
 //! `id` and `title` become metadata. Text outside blocks is ignored; an unterminated last block is
-//! kept (a truncated dump still yields its documents).
+//! kept (its text is the input's: a truncated dump still yields its documents) and counted in
+//! [`super::ReadStats::truncated_documents`], so that the truncation is reported, not silent.
 
 use std::io::{BufRead, BufReader};
 
@@ -36,6 +37,7 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>) ->
         }
     }
     if let Some((mut text, id, title)) = body {
+        em.stats.truncated_documents += 1;
         strip_newlines(&mut text);
         let k = n_doc + 1;
         em.emit(text, id, title, &|| format!("document {k}"))?;

@@ -33,7 +33,7 @@ pub mod output;
 mod runs;
 pub mod unionfind;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
@@ -322,6 +322,24 @@ struct Worker {
 /// instead of all pairs, so one huge bucket cannot make the pair count quadratic.
 const ALL_PAIRS_MAX: usize = 64;
 
+/// Name prefix of a run's spill directory: `dataprep-spill-<pid>-<random>`.
+const SPILL_PREFIX: &str = "dataprep-spill-";
+
+/// Removes the spill directories in `parent` of runs no longer alive (killed: a finished or
+/// failed run removes its own). A directory that cannot be removed (another user's) is left: it
+/// is not this run's to clean, and this run does not depend on it.
+fn remove_orphan_spills(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid: Option<u32> =
+            name.strip_prefix(SPILL_PREFIX).and_then(|r| r.split_once('-')).and_then(|(p, _)| p.parse().ok());
+        if pid.is_some_and(|pid| !crate::fsutil::pid_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Finds the exact (and, in [`Mode::Near`], near) duplicates of the documents of `files`.
 ///
 /// The result is identical for every thread count. `progress` gets the phases `reading`,
@@ -340,8 +358,10 @@ pub fn find_duplicates(
     // sequence, so a signature does not depend on `num_perm` beyond that).
     let hasher = MinHasher::new(if near { nbands * rows } else { 1 }, cfg.ngram, cfg.seed);
     let tmp_parent = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    remove_orphan_spills(&tmp_parent);
+    // Removed when dropped; the pid in the name lets the next run remove it after a kill.
     let tmp = tempfile::Builder::new()
-        .prefix(".dataprep-dedup-")
+        .prefix(&format!("{SPILL_PREFIX}{}-", std::process::id()))
         .tempdir_in(&tmp_parent)
         .map_err(|e| Error::io(&tmp_parent, e))?;
     let threads = cfg.threads.max(1);

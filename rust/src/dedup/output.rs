@@ -122,8 +122,9 @@ fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
     result
 }
 
-/// One written file: its path, kept documents and the report metadata it collected.
-type FileResult = Result<(PathBuf, u64, HashMap<u64, Meta>)>;
+/// One written file: its path (none for a binary input, skipped by the reader), kept documents
+/// and the report metadata it collected.
+type FileResult = Result<(Option<PathBuf>, u64, HashMap<u64, Meta>)>;
 
 /// What one file's writer learns of the documents it reads.
 struct Ctx<'a> {
@@ -159,6 +160,8 @@ pub fn write_output(
     progress: &Progress,
 ) -> Result<OutputStats> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    // What an interrupted run left (`.<name>.tmp-<pid>` of a dead pid) never holds finished work.
+    fsutil::remove_orphan_temps(out_dir)?;
     let base = common_parent(files);
     let mut members: Vec<u64> = result.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.index)).collect();
     members.sort_unstable();
@@ -174,6 +177,11 @@ pub fn write_output(
         progress.check()?;
         let file = &files[no];
         let format = corpus::resolve_format(&file.path, corpus)?;
+        if corpus::is_skipped_binary(&file.path, format)? {
+            // No documents, so no output: an empty file would look like one that had them all removed.
+            progress.add(file.size);
+            return Ok((None, 0, HashMap::new()));
+        }
         let dest = output_path(&file.path, &base, out_dir, format);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -181,9 +189,9 @@ pub fn write_output(
         let mut ctx = Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), kept: 0 };
         let read = Reading { file, no: no as u32, first: firsts[no], corpus };
         let stats = match format {
-            Format::Jsonl => atomic(&dest, |f| write_jsonl(&read, &mut ctx, f))?,
-            Format::Parquet => atomic(&dest, |f| write_parquet(&read, &mut ctx, f))?,
-            _ => atomic(&dest, |f| write_documents(&read, &mut ctx, f))?,
+            Format::Jsonl => atomic(&dest, |f| write_jsonl(&read, &mut ctx, f, &dest))?,
+            Format::Parquet => atomic(&dest, |f| write_parquet(&read, &mut ctx, f, &dest))?,
+            _ => atomic(&dest, |f| write_documents(&read, &mut ctx, f, &dest))?,
         };
         if stats.documents != counts[no] {
             return Err(Error::input(
@@ -192,7 +200,7 @@ pub fn write_output(
             ));
         }
         progress.add(file.size);
-        Ok((dest, ctx.kept, ctx.meta))
+        Ok((Some(dest), ctx.kept, ctx.meta))
     };
     let mut done: Vec<(usize, FileResult)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
@@ -224,7 +232,7 @@ pub fn write_output(
     let mut meta = HashMap::new();
     for (_, r) in done {
         let (path, kept, m) = r?;
-        stats.paths.push(path);
+        stats.paths.extend(path);
         stats.kept += kept;
         meta.extend(m);
     }
@@ -242,9 +250,9 @@ struct Reading<'a> {
     corpus: &'a CorpusConfig,
 }
 
-/// JSONL: the kept lines as the reader decoded them, so every field (metadata) is kept.
-fn write_jsonl(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
-    let path = read.file.path.as_path();
+/// JSONL: the kept lines as the reader decoded them, so every field (metadata) is kept. Write
+/// errors name `path`, the output file (a full disk is the output's problem, not the input's).
+fn write_jsonl(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File, path: &Path) -> Result<ReadStats> {
     let werr = |e| Error::io(path, e);
     let mut w = BufWriter::with_capacity(1 << 20, out);
     let removed = ctx.removed;
@@ -268,8 +276,7 @@ fn write_jsonl(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadS
 }
 
 /// Wiki and plain text: the kept documents as JSONL objects `{"text", "id", "title"}`.
-fn write_documents(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
-    let path = read.file.path.as_path();
+fn write_documents(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File, path: &Path) -> Result<ReadStats> {
     let mut w = BufWriter::with_capacity(1 << 20, out);
     let stats = corpus::read_file(read.file, read.no, read.first, read.corpus, |d| {
         if ctx.take(&d) {
@@ -292,14 +299,15 @@ fn write_documents(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<R
 }
 
 /// Parquet: every row but the removed documents' rows, with every column.
-fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<ReadStats> {
+fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File, dest: &Path) -> Result<ReadStats> {
     let path = read.file.path.as_path();
     let bad = |e: &dyn std::fmt::Display| Error::input(path, format!("not a readable Parquet file: {e}"));
+    let werr = |e: ::parquet::errors::ParquetError| Error::io(dest, std::io::Error::other(e));
     // The schema (from the footer) before any row: a file without rows still gets its columns.
     let input = File::open(path).map_err(|e| Error::io(path, e))?;
     let schema = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| bad(&e))?.schema().clone();
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(|e| bad(&e))?;
+    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(werr)?;
     let removed = ctx.removed;
     let mut rows = |record: RawRecord<'_>| -> Result<()> {
         if let RawRecord::Rows { batch, index } = record {
@@ -307,7 +315,7 @@ fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<Rea
             let keep: Vec<bool> = index.iter().map(|i| i.is_none_or(|i| removed.binary_search(&i).is_err())).collect();
             let kept =
                 arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| bad(&e))?;
-            writer.write(&kept).map_err(|e| bad(&e))?;
+            writer.write(&kept).map_err(werr)?;
         }
         Ok(())
     };
@@ -316,7 +324,7 @@ fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File) -> Result<Rea
         Ok(())
     };
     let stats = corpus::read_file_records(read.file, read.no, read.first, read.corpus, take, &mut rows)?;
-    writer.close().map_err(|e| bad(&e))?;
+    writer.close().map_err(werr)?;
     Ok(stats)
 }
 

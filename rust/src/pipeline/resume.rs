@@ -10,6 +10,11 @@
 //!   completes ([`Checkpoints::record`]).
 //! - Commit: the manifest is written (atomically) once every shard is complete, then the journal
 //!   is removed. A directory with a manifest is complete: a rerun with the same hash returns it.
+//! - Trust but verify: before a rerun builds on the shards the journal lists, or returns a
+//!   complete directory's manifest, each listed shard's size and SHA-256 are checked against the
+//!   record. A missing or altered shard is an error naming it (remove the directory and rerun),
+//!   never continued over. The cost is one read of the finished output per rerun: that read is
+//!   the promise that a returned manifest describes the files next to it.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +26,7 @@ use crate::fsutil::write_atomic;
 use crate::shards::manifest::{
     read_json, read_manifest, write_json, write_manifest, InputInfo, Journal, Manifest, StreamState, JOURNAL, MANIFEST,
 };
+use crate::shards::ShardInfo;
 
 /// An opened output directory and the identity of the run writing into it.
 pub(super) struct OutDir<'a> {
@@ -66,7 +72,14 @@ impl<'a> OutDir<'a> {
     pub fn finished(&self) -> Result<Option<Manifest>> {
         match read_manifest(&self.path.join(MANIFEST))? {
             Some(m) if m.config_hash != self.config_hash => Err(self.other_config()),
-            m => Ok(m),
+            Some(m) => {
+                // One read of the whole output: what "already complete" promises.
+                for split in m.splits.values() {
+                    self.verify(&split.shards)?;
+                }
+                Ok(Some(m))
+            }
+            None => Ok(None),
         }
     }
 
@@ -74,10 +87,38 @@ impl<'a> OutDir<'a> {
     pub fn checkpoints(&self) -> Result<Checkpoints> {
         let journal = match read_json::<Journal>(&self.path.join(JOURNAL))? {
             Some(j) if j.config_hash != self.config_hash => return Err(self.other_config()),
-            Some(j) => j,
+            Some(j) => {
+                for state in j.streams.values() {
+                    self.verify(&state.shards)?;
+                }
+                j
+            }
             None => Journal { config_hash: self.config_hash.clone(), streams: std::collections::BTreeMap::new() },
         };
         Ok(Checkpoints { path: self.path.join(JOURNAL), journal })
+    }
+
+    /// Checks that each of `shards` is in the directory with the size and SHA-256 recorded when it
+    /// was written; a missing or altered shard is an error naming it.
+    fn verify(&self, shards: &[ShardInfo]) -> Result<()> {
+        let advice = "remove the output directory and rerun";
+        for shard in shards {
+            let path = self.path.join(&shard.file);
+            let bytes = match std::fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::input(path, format!("finished shard is missing; {advice}")));
+                }
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            if bytes != shard.bytes || sha256_file(&path)? != shard.sha256 {
+                return Err(Error::input(
+                    path,
+                    format!("finished shard changed since it was written (size or SHA-256 differs); {advice}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Copies the tokenizer file next to the shards; returns the copy's file name.
@@ -115,9 +156,12 @@ impl Checkpoints {
     }
 }
 
+/// Streamed: a shard can be large.
 fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// Removes temporary files a killed run left (`.<name>.tmp-<pid>`); they never hold finished work.

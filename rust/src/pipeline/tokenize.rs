@@ -183,6 +183,9 @@ pub fn tokenize(
             ("near_duplicate".to_string(), dedup_stats.as_ref().map_or(0, |d| d.near_removed)),
         ]),
         invalid_utf8_replaced: stats.invalid_utf8_replaced,
+        truncated_documents: stats.truncated_documents,
+        binary_skipped: stats.binary_skipped,
+        binary_skipped_paths: stats.binary_paths.iter().map(|p| p.display().to_string()).collect(),
     };
     let splits = SPLITS.iter().map(ToString::to_string).zip(splits).collect();
     let mut manifest = Manifest {

@@ -17,6 +17,9 @@ pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ReadStats) -> PyResult<Bound<
     d.set_item("invalid_utf8_replaced", s.invalid_utf8_replaced)?;
     d.set_item("invalid_utf8_skipped", s.invalid_utf8_skipped)?;
     d.set_item("empty_skipped", s.empty_skipped)?;
+    d.set_item("truncated_documents", s.truncated_documents)?;
+    d.set_item("binary_skipped", s.binary_skipped)?;
+    d.set_item("binary_skipped_paths", s.binary_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())?;
     Ok(d)
 }
 

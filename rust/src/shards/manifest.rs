@@ -38,7 +38,16 @@ pub struct DocumentCounts {
     pub val: u64,
     /// Why documents were left out, by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Documents kept with invalid UTF-8 (or lone surrogate escapes) replaced by U+FFFD.
     pub invalid_utf8_replaced: u64,
+    /// WikiExtractor documents without `</doc>` at the end of a file: kept, and counted here.
+    #[serde(default)]
+    pub truncated_documents: u64,
+    /// Input files skipped as binary (files, not documents), and the first of their paths.
+    #[serde(default)]
+    pub binary_skipped: u64,
+    #[serde(default)]
+    pub binary_skipped_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

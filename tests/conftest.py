@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import dataprep_cmd, seed_from_env
+from faultkit import TRAINER_SPECIALS, dataprep_cmd, seed_from_env
 
 import dataprep
 
@@ -47,9 +47,6 @@ def specials_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
         DEMO, 600, out=out, special_tokens=TRAINER_SPECIALS, holdout_every=0, tiktoken=False
     )
     return out, tok
-
-
-TRAINER_SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def kill_9_after_first_shard(args: list[str], out: Path) -> Path:

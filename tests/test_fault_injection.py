@@ -7,10 +7,6 @@ Random choices come from FAULT_SEED (printed in pytest's header; set it to repro
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import hashlib
-import io
 import json
 import random
 import shutil
@@ -18,19 +14,27 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
-from conftest import FAULT_SEED, TRAINER_SPECIALS, flip
+from conftest import FAULT_SEED, flip
 from faultkit import (
+    COMMANDS,
+    POLICIES,
+    SAMPLE,
+    TRAINER_ARGS,
     TRAINER_ENV,
+    VALID,
+    command,
     dataprep_cmd,
-    dedup_digest,
+    digest_for,
     flip_byte,
     kill_trials,
+    make_corpus,
+    out_arg,
+    read_or_refuse,
     run_with_fsize_limit,
     trainer_cmd,
+    trainer_digest,
     tree_digest,
 )
 from hypothesis import HealthCheck, given, seed, settings
@@ -50,37 +54,7 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, demo_texts: list[str]) -> Path:
-    """The demo corpus three times over in three JSONL files (~1.7 MB): runs long enough (about
-    a second) that a random kill lands in the Rust work, not only in interpreter start-up."""
-    d = tmp_path_factory.mktemp("fault-corpus")
-    for k in range(3):
-        lines = (json.dumps({"text": f"{k}-{i} {t}"}) + "\n" for i, t in enumerate(demo_texts * 3))
-        (d / f"part{k}.jsonl").write_text("".join(lines))
-    return d
-
-
-def command(name: str, corpus: Path, tokenizer: Path) -> list[str]:
-    """The arguments of `dataprep NAME ...` under test, without --out."""
-    specials = [a for s in TRAINER_SPECIALS for a in ("--special-token", s)]
-    tok = ["tokenize", str(corpus), "--tokenizer", str(tokenizer), "--val-fraction", "0.05"]
-    return {
-        "train-bpe": ["train-bpe", str(corpus), "--vocab-size", "800", *specials,
-                      "--holdout-every", "10"],
-        "tokenize-clm": [*tok, "--seq-len", "128", "--shard-size", "64KB"],
-        "tokenize-mlm": [*tok, "--objective", "mlm", "--layout", "nsp", "--seq-len", "64",
-                         "--shard-size", "64KB", "--static-masking", "--dupe-factor", "2",
-                         "--nsp-block-docs", "16"],
-        "dedup": ["dedup", str(corpus), "--mode", "near"],
-    }[name]  # fmt: skip
-
-
-def out_arg(name: str, out: Path) -> list[str]:
-    """train-bpe writes a file set (tokenizer.json, .tiktoken, .tiktoken.json); the others a
-    directory. Either way every file under `out` is compared."""
-    return ["--out", str(out / "tokenizer.json" if name == "train-bpe" else out)]
-
-
-COMMANDS = ["train-bpe", "tokenize-clm", "tokenize-mlm", "dedup"]
+    return make_corpus(tmp_path_factory.mktemp("fault-corpus"), demo_texts)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -99,7 +73,7 @@ def test_kill_9_at_random_moments_then_rerun_gives_identical_output(
         KILL_TRIALS,
         rng,
         FAULT_SEED,
-        digest=dedup_digest if name == "dedup" else tree_digest,
+        digest=digest_for(name),
     )
     assert tally.lost == 0 and tally.trials == KILL_TRIALS
 
@@ -115,37 +89,6 @@ def clm_shards(
         corpus, specials_tokenizer[0], out, seq_len=64, val_fraction=0.05, shard_size="64KB"
     )
     return out
-
-
-def trainer_digest(run: Path) -> dict[str, str]:
-    """What an interrupted and resumed run must share with the uninterrupted one: the final
-    weights and optimizer state, bit for bit, and metrics.jsonl but for its wall-clock fields."""
-    torch = pytest.importorskip("torch")
-    from train import checkpoint
-    from train.train import WALL_CLOCK_FIELDS
-
-    latest = checkpoint.latest(run)
-    assert latest is not None, f"{run}: no checkpoint"
-    state = checkpoint.load(latest)
-    buf = io.BytesIO()
-    for key in ("model", "optimizer"):
-        torch.save(state[key], buf)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rows = [{k: v for k, v in r.items() if k not in WALL_CLOCK_FIELDS} for r in rows]
-    return {
-        "state": _sha256(buf.getvalue()),
-        "metrics.jsonl": _sha256(json.dumps(rows).encode()),
-        "step": str(state["step"]),
-    }
-
-
-def _sha256(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-TRAINER_ARGS = ["--model", "tiny", "--device", "cpu", "--lr", "3e-3", "--warmup-steps", "2",
-                "--log-every", "1", "--eval-every", "0", "--micro-batch", "4", "--max-steps", "8",
-                "--ckpt-every", "3", "--num-workers", "0"]  # fmt: skip
 
 
 def test_kill_9_of_two_gloo_ranks_then_resume_gives_identical_final_state(
@@ -346,59 +289,6 @@ def test_dedup_out_of_space_names_the_output(corpus: Path, tmp_path: Path) -> No
 
 
 # --- readers: random and truncated bytes -----------------------------------------------------
-
-SAMPLE = [
-    {"text": f"Document {i}: caf\u00e9 \ud55c\uad6d\uc5b4 line.\n\nSecond paragraph {i}."}
-    for i in range(20)
-]
-
-
-def jsonl_bytes() -> bytes:
-    return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in SAMPLE).encode()
-
-
-def wiki_bytes() -> bytes:
-    docs = (
-        f'<doc id="{i}" url="u" title="T{i}">\nT{i}\n{d["text"]}\n</doc>\n'
-        for i, d in enumerate(SAMPLE)
-    )
-    return "".join(docs).encode()
-
-
-def parquet_bytes() -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(pa.table({"text": [d["text"] for d in SAMPLE]}), buf)
-    return buf.getvalue()
-
-
-# name -> (valid bytes, the --format that reads them)
-VALID = {
-    "a.jsonl": (jsonl_bytes(), "jsonl"),
-    "a.txt": ("\n\n".join(d["text"] for d in SAMPLE).encode(), "text"),
-    "a.wiki": (wiki_bytes(), "wiki"),
-    "a.parquet": (parquet_bytes(), "parquet"),
-    "a.jsonl.gz": (gzip.compress(jsonl_bytes(), mtime=0), "jsonl"),
-    "a.jsonl.bz2": (bz2.compress(jsonl_bytes()), "jsonl"),
-    "a.jsonl.zst": (pa.compress(jsonl_bytes(), codec="zstd", asbytes=True), "jsonl"),
-}
-POLICIES = ["replace", "skip", "error"]
-
-
-def read_or_refuse(name: str, raw: bytes, fmt: str, policy: str, unit: str = "paragraph") -> None:
-    """Reads `raw` as file `name`: documents, or a DataprepError/ValueError naming the file.
-    A Rust panic (pyo3 PanicException, a BaseException) or an abort fails the test."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(raw)
-        options = {"format": fmt, "invalid_utf8": policy}
-        if fmt == "text":
-            options["text_unit"] = unit
-        try:
-            docs, _ = dataprep.read_documents([str(path)], **options)
-        except (dataprep.DataprepError, ValueError) as e:
-            assert str(path) in str(e), (name, policy, str(e))
-        else:
-            assert all(isinstance(d["text"], str) for d in docs)
 
 
 def test_the_valid_samples_read() -> None:

@@ -123,6 +123,7 @@ class Tally:
     faults: int = 0  # kills that landed while the command ran (the others hit a finished run)
     files_compared: int = 0
     lost: int = 0  # outputs that differ from the reference after the rerun: must stay 0
+    locks_taken_over: int = 0  # reruns that found the killed run's lock and said so (`note:`)
 
     def add(self, other: Tally) -> None:
         for f in dataclasses.fields(self):
@@ -153,7 +154,12 @@ def kill_trials(
         out = workdir / f"trial-{k}"
         delay = rng.uniform(0, duration)
         tally.faults += kill_9_at(cmd(out), delay, env)
-        run(cmd(out), env)
+        # The lock of a killed holder still names it (an empty one was killed mid-write).
+        stale = [p for p in out.rglob(".*.lock") if p.read_text().strip()] if out.exists() else []
+        rerun = run(cmd(out), env)
+        if stale:
+            assert "took over the lock of" in rerun.stderr, (stale, rerun.stderr[-2000:])
+            tally.locks_taken_over += 1
         got = digest(out)
         tally.trials += 1
         tally.files_compared += len(want)

@@ -90,3 +90,10 @@ FAULT_SEED = seed_from_env()
 
 def pytest_report_header() -> str:
     return f"fault injection: FAULT_SEED={FAULT_SEED} (set it to reproduce a failure)"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    if exitstatus != 0:  # shown under -q too, unlike the header
+        terminalreporter.write_line(f"fault injection ran with FAULT_SEED={FAULT_SEED}")

@@ -69,10 +69,18 @@ def tree_digest(d: Path) -> dict[str, str]:
     }
 
 
+def is_temporary(p: Path) -> bool:
+    """A file as written before its rename into place: `.<name>.tmp-<pid>` (rust/src/fsutil.rs)."""
+    return p.name.startswith(".") and ".tmp-" in p.name
+
+
 def dedup_digest(d: Path) -> dict[str, str]:
     """`tree_digest` of a dedup output, but for summary.json's wall-clock fields (`*_seconds`)
-    and its output paths (which name `d`): the rest of the summary must match."""
-    digest = tree_digest(d)
+    and its output paths (which name `d`): the rest of the summary must match.
+
+    NOTE: without the temporaries a killed run left: dedup does not remove them (a known bug,
+    `test_dedup_removes_the_temporaries_of_a_killed_run`); `kill_trials` counts them."""
+    digest = {p: h for p, h in tree_digest(d).items() if not is_temporary(Path(p))}
     summary = json.loads((d / "summary.json").read_text())
     kept = {k: v for k, v in summary.items() if not k.endswith("_seconds")}
     text = json.dumps(kept, sort_keys=True).replace(str(d), "OUT")
@@ -124,6 +132,7 @@ class Tally:
     files_compared: int = 0
     lost: int = 0  # outputs that differ from the reference after the rerun: must stay 0
     locks_taken_over: int = 0  # reruns that found the killed run's lock and said so (`note:`)
+    leftovers: int = 0  # temporaries of the killed run still there after the rerun
 
     def add(self, other: Tally) -> None:
         for f in dataclasses.fields(self):
@@ -161,6 +170,7 @@ def kill_trials(
             assert "took over the lock of" in rerun.stderr, (stale, rerun.stderr[-2000:])
             tally.locks_taken_over += 1
         got = digest(out)
+        tally.leftovers += sum(is_temporary(p) for p in out.rglob("*"))
         tally.trials += 1
         tally.files_compared += len(want)
         differ = sorted(p for p in want.keys() | got.keys() if want.get(p) != got.get(p))

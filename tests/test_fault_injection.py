@@ -77,6 +77,22 @@ def test_kill_9_at_random_moments_then_rerun_gives_identical_output(
     assert tally.lost == 0 and tally.trials == KILL_TRIALS
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="dedup leaves the temporaries of a killed run (`.<name>.tmp-<pid>`) in --out: "
+    "rust/src/dedup/output.rs does not remove them as train-bpe does (fsutil::remove_temps); "
+    "the outputs themselves are intact",
+)
+def test_dedup_removes_the_temporaries_of_a_killed_run(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dd"
+    out.mkdir()
+    # What a dedup killed while writing part0.jsonl leaves (found by the kill trials).
+    (out / ".part0.jsonl.tmp-999999").write_text('{"text": "half a')
+    args = [*command("dedup", corpus, Path()), "--threads", "1", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
 @pytest.fixture(scope="module")
 def clm_shards(
     tmp_path_factory: pytest.TempPathFactory,

@@ -190,6 +190,27 @@ def fuzz(args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
     return out
 
 
+def markdown(f: dict[str, Any]) -> str:
+    """The tables of RELIABILITY.md from the figures."""
+    out = ["| command | trials | kills while running | locks taken over | outputs compared | "
+           "leftover temporaries | lost |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, t in f["kill_9"].items():
+        out.append(f"| {name} | {t['trials']} | {t['faults']} | {t['locks_taken_over']} | "
+                   f"{t['files_compared']:,} | {t['leftovers']} | {t['lost']} |")  # fmt: skip
+    out += ["", "| file | flips | detected |", "|---|---:|---:|"]
+    out += [f"| {k} | {v['flips']:,} | {v['detected']:,} |" for k, v in f["byte_flips"].items()]
+    out += ["", "| command | failing runs | one-line error | outputs compared | lost |",
+            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in f["full_disk"].items():
+        out.append(f"| {name} | {r['runs']} | {r['one_line_error']} | {r['files_compared']} | "
+                   f"{r['lost']} |")  # fmt: skip
+    out += ["", "| file | reads | documents | refused, naming the file | panics |",
+            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in f["readers"].items():
+        out.append(f"| {name} | {r['inputs']:,} | {r['read']:,} | {r['refused']:,} | 0 |")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=25, help="kill -9 trials per dataprep command")
@@ -199,7 +220,11 @@ def main() -> None:
     p.add_argument("--fuzz", type=int, default=2000, help="random inputs per reader")
     p.add_argument("--seed", type=int, default=None, help="default: FAULT_SEED, else fresh")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--render", type=Path, default=None, help="print the tables of this JSON only")
     args = p.parse_args()
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return
     seed = args.seed if args.seed is not None else fk.seed_from_env()
     print(f"FAULT_SEED={seed}", flush=True)
     rng = random.Random(seed)
@@ -227,6 +252,7 @@ def main() -> None:
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     print(json.dumps(figures, indent=2))
+    print(markdown(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

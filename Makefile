@@ -73,10 +73,14 @@ bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see 
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_mask.py
 
+faults: install  ## the long fault-injection run; its figures go in RELIABILITY.md
+	$(BIN)/python bench/fault_injection.py --kills 20 --trainer-kills 3 --flips 300 --fuzz 500 \
+		--limits 8 --json bench/fault_injection.json
+
 docs: install  ## regenerate the README's option tables from the options schema
 	$(BIN)/python -c 'import dataprep.options as o; o.rewrite_readme("README.md")'
 
 clean:  ## remove build outputs and the venv
 	rm -rf target $(VENV) $(OUT)
 
-.PHONY: help install demo test lint lint-rust lint-python stubtest bench docs clean
+.PHONY: help install demo test lint lint-rust lint-python stubtest bench faults docs clean

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from faultkit import TRAINER_SPECIALS, dataprep_cmd, seed_from_env
 
 import dataprep
 
@@ -48,13 +49,10 @@ def specials_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     return out, tok
 
 
-TRAINER_SPECIALS = ["<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
-
-
 def kill_9_after_first_shard(args: list[str], out: Path) -> Path:
     """Runs `dataprep <args> --out <out> --threads 1` in a subprocess and SIGKILLs it as soon as
     its resume journal exists (a shard was finished). Returns the journal path."""
-    cmd = [sys.executable, "-m", "dataprep.cli", *args, "--out", str(out), "--threads", "1"]
+    cmd = dataprep_cmd([*args, "--out", str(out), "--threads", "1"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out / ".dataprep-journal.json"
     deadline = time.time() + 60
@@ -63,3 +61,39 @@ def kill_9_after_first_shard(args: list[str], out: Path) -> Path:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return journal
+
+
+def files_digest(d: Path) -> dict[str, str]:
+    """SHA-256 of the shards and manifest of a tokenize output directory, by file name."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.iterdir())
+        if p.suffix == ".arrow" or p.name == "manifest.json"
+    }
+
+
+def flip(path: Path, offset: int | None = None, at: bytes | None = None) -> None:
+    """Flips one bit of the byte at `offset` (default: the middle), or of the first byte of
+    `at`'s first occurrence."""
+    raw = bytearray(path.read_bytes())
+    if at is not None:
+        offset = raw.index(at)
+    elif offset is None:
+        offset = len(raw) // 2
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+# The seed of the fault-injection tests (tests/test_fault_injection.py): FAULT_SEED, else fresh.
+FAULT_SEED = seed_from_env()
+
+
+def pytest_report_header() -> str:
+    return f"fault injection: FAULT_SEED={FAULT_SEED} (set it to reproduce a failure)"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    if exitstatus != 0:  # shown under -q too, unlike the header
+        terminalreporter.write_line(f"fault injection ran with FAULT_SEED={FAULT_SEED}")

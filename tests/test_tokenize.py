@@ -14,18 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from conftest import kill_9_after_first_shard
+from conftest import files_digest, kill_9_after_first_shard
 
 import dataprep
 from dataprep.cli import main
-
-
-def files_digest(d: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(d.iterdir())
-        if p.suffix == ".arrow" or p.name == "manifest.json"
-    }
 
 
 def rows_of(d: Path, split: str) -> tuple[np.ndarray, list[list[int]], np.ndarray]:

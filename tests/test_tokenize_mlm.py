@@ -4,7 +4,6 @@ thread counts, kill -9 and resume, static masking with a dupe factor, and errors
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -16,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from conftest import kill_9_after_first_shard
+from conftest import files_digest, kill_9_after_first_shard
 
 import dataprep
 from dataprep.cli import main
@@ -54,14 +53,6 @@ def tagged_corpus(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
             doc += 1
         (d / f"part{part}.jsonl").write_text("".join(lines))
     return d
-
-
-def files_digest(d: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(d.iterdir())
-        if p.suffix == ".arrow" or p.name == "manifest.json"
-    }
 
 
 def table_of(d: Path, split: str = "train") -> pa.Table:

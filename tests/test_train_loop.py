@@ -16,6 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import flip  # noqa: E402
+from faultkit import TRAINER_ENV, trainer_cmd  # noqa: E402
+
 import dataprep  # noqa: E402
 from train import checkpoint, config, model, optim  # noqa: E402
 
@@ -39,12 +42,8 @@ def shards(
 
 def launch(args: list[str], nproc: int = 2, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`torchrun --standalone --nproc-per-node N -m train ARGS` (or plain python for 1 process)."""
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "train", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "train", *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = trainer_cmd(args, nproc)
+    env = {**os.environ, **TRAINER_ENV}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -168,9 +167,8 @@ def test_sigterm_under_torchrun_saves_and_resume_finishes(shards, tmp_path):
     run = tmp_path / "term"
     args = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "100000",
             "--num-workers", "1", "--out", str(run)]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "train", *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = trainer_cmd(args)
+    env = {**os.environ, **TRAINER_ENV}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -285,18 +283,6 @@ def run_inline(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
 
     code = trainer.main(args)
     return code, capsys.readouterr().err
-
-
-def flip(path: Path, offset: int | None = None, at: bytes | None = None) -> None:
-    """Flips one bit of the byte at `offset` (default: the middle), or of the first byte of
-    `at`'s first occurrence."""
-    raw = bytearray(path.read_bytes())
-    if at is not None:
-        offset = raw.index(at)
-    elif offset is None:
-        offset = len(raw) // 2
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
 
 
 def copy_shards(src: Path, dst: Path) -> Path:
@@ -430,7 +416,7 @@ def test_ranks_must_resume_the_same_step(shards, tmp_path, capsys):
     )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
            str(script), str(tmp_path), *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, **TRAINER_ENV}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode != 0
     lines = [x for x in proc.stderr.splitlines() if x.startswith("error (rank")]

@@ -77,12 +77,6 @@ def test_kill_9_at_random_moments_then_rerun_gives_identical_output(
     assert tally.lost == 0 and tally.trials == KILL_TRIALS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dedup leaves the temporaries of a killed run (`.<name>.tmp-<pid>`) in --out: "
-    "rust/src/dedup/output.rs does not remove them as train-bpe does (fsutil::remove_temps); "
-    "the outputs themselves are intact",
-)
 def test_dedup_removes_the_temporaries_of_a_killed_run(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "dd"
     out.mkdir()
@@ -182,13 +176,6 @@ def test_a_flipped_byte_in_the_manifests_checksums_or_fields_is_detected(
         manifest.write_bytes(original)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="manifest.json has no checksum of its own: a flip inside a value nothing cross-checks "
-    "(config_hash, config.*, inputs[].path/bytes, documents.*, the tokenizer's vocab_size/eos_id/"
-    "pad_id: ~4% of its bytes, see RELIABILITY.md) is read as valid by `inspect` and by a fresh "
-    "training run (a resume does refuse it: the checkpoint records the manifest's SHA-256)",
-)
 @pytest.mark.parametrize("field", ['"config_hash": "', '"vocab_size": ', '"read": '])
 def test_a_flipped_byte_in_an_unchecked_manifest_value_is_detected(
     clm_shards: Path, tmp_path: Path, field: str
@@ -291,11 +278,6 @@ def test_dedup_out_of_space_keeps_the_previous_output(corpus: Path, tmp_path: Pa
     assert tree_digest(out) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dedup names the input file, not the output it failed to write "
-    "(rust/src/dedup/output.rs write_jsonl/write_documents map write errors with the input path)",
-)
 def test_dedup_out_of_space_names_the_output(corpus: Path, tmp_path: Path) -> None:
     args = [*command("dedup", corpus, Path()), "--threads", "1"]
     out = tmp_path / "dd"

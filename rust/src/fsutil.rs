@@ -68,6 +68,12 @@ pub fn write_set(record: &Path, files: &[(&Path, &[u8])]) -> Result<()> {
         }
         renames.push((tmp, path.to_path_buf()));
     }
+    commit_renames(record, &renames)
+}
+
+/// Renames complete temporary files over their final names as one set: `record` lists the
+/// renames first, so an interruption is rolled forward by [`recover_set`] (see [`write_set`]).
+pub fn commit_renames(record: &Path, renames: &[(PathBuf, PathBuf)]) -> Result<()> {
     let list: Vec<[String; 2]> =
         renames.iter().map(|(t, p)| [t.display().to_string(), p.display().to_string()]).collect();
     write_atomic(record, |w| serde_json::to_writer(&mut *w, &list).map_err(std::io::Error::other))?;

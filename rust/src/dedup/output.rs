@@ -111,20 +111,27 @@ fn output_path(file: &Path, base: &Path, out: &Path, format: Format) -> PathBuf 
     out.join(rel.with_file_name(name))
 }
 
-/// Writes `path` through a temporary sibling that is renamed only on success.
-fn atomic<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<T> {
+/// Writes `path`'s content to its temporary sibling, returned for the set's commit (every output
+/// file and the report are renamed together at the end: a killed run never leaves some files of
+/// this run beside others of an earlier one).
+fn staged<T>(path: &Path, fill: impl FnOnce(File) -> Result<T>) -> Result<(T, PathBuf)> {
     let tmp = fsutil::temp_path(path);
     let file = File::create(&tmp).map_err(|e| Error::io(path, e))?;
-    let result = fill(file).and_then(|v| fs::rename(&tmp, path).map(|()| v).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match fill(file) {
+        Ok(v) => Ok((v, tmp)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
+
+/// The record of an unfinished commit of the output set.
+const SET_RECORD: &str = ".dedup-output.set";
 
 /// One written file: its path (none for a binary input, skipped by the reader), kept documents
 /// and the report metadata it collected.
-type FileResult = Result<(Option<PathBuf>, u64, HashMap<u64, Meta>)>;
+type FileResult = Result<(Option<(PathBuf, PathBuf)>, u64, HashMap<u64, Meta>)>;
 
 /// What one file's writer learns of the documents it reads.
 struct Ctx<'a> {
@@ -161,6 +168,9 @@ pub fn write_output(
 ) -> Result<OutputStats> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     // What an interrupted run left (`.<name>.tmp-<pid>` of a dead pid) never holds finished work.
+    // An interrupted commit of the last run is finished first (its files are complete), then
+    // what killed runs left is removed.
+    fsutil::recover_set(&out_dir.join(SET_RECORD))?;
     fsutil::remove_orphan_temps(out_dir)?;
     let base = common_parent(files);
     let mut members: Vec<u64> = result.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.index)).collect();
@@ -188,19 +198,20 @@ pub fn write_output(
         }
         let mut ctx = Ctx { removed: &result.removed, members: &members, meta: HashMap::new(), kept: 0 };
         let read = Reading { file, no: no as u32, first: firsts[no], corpus };
-        let stats = match format {
-            Format::Jsonl => atomic(&dest, |f| write_jsonl(&read, &mut ctx, f, &dest))?,
-            Format::Parquet => atomic(&dest, |f| write_parquet(&read, &mut ctx, f, &dest))?,
-            _ => atomic(&dest, |f| write_documents(&read, &mut ctx, f, &dest))?,
+        let (stats, tmp) = match format {
+            Format::Jsonl => staged(&dest, |f| write_jsonl(&read, &mut ctx, f, &dest))?,
+            Format::Parquet => staged(&dest, |f| write_parquet(&read, &mut ctx, f, &dest))?,
+            _ => staged(&dest, |f| write_documents(&read, &mut ctx, f, &dest))?,
         };
         if stats.documents != counts[no] {
+            let _ = fs::remove_file(&tmp);
             return Err(Error::input(
                 &file.path,
                 format!("changed since dedup read it: {} documents now, {} then", stats.documents, counts[no]),
             ));
         }
         progress.add(file.size);
-        Ok((Some(dest), ctx.kept, ctx.meta))
+        Ok((Some((dest, tmp)), ctx.kept, ctx.meta))
     };
     let mut done: Vec<(usize, FileResult)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
@@ -230,15 +241,35 @@ pub fn write_output(
     done.sort_by_key(|d| d.0);
     let mut stats = OutputStats::default();
     let mut meta = HashMap::new();
+    let mut renames = Vec::new();
+    let mut failure = None;
     for (_, r) in done {
-        let (path, kept, m) = r?;
-        stats.paths.extend(path);
-        stats.kept += kept;
-        meta.extend(m);
+        match r {
+            Ok((written, kept, m)) => {
+                if let Some((dest, tmp)) = written {
+                    stats.paths.push(dest.clone());
+                    renames.push((tmp, dest));
+                }
+                stats.kept += kept;
+                meta.extend(m);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
     }
     stats.removed = result.removed.len() as u64;
     stats.report = out_dir.join("clusters.jsonl");
-    write_report(&stats.report, files, &base, result, &meta)?;
+    let report = failure
+        .map_or_else(|| staged(&stats.report, |f| write_report(f, &stats.report, files, &base, result, &meta)), Err);
+    match report {
+        Ok(((), tmp)) => renames.push((tmp, stats.report.clone())),
+        Err(e) => {
+            for (tmp, _) in &renames {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+    }
+    fsutil::commit_renames(&out_dir.join(SET_RECORD), &renames)?;
     Ok(stats)
 }
 
@@ -328,14 +359,17 @@ fn write_parquet(read: &Reading<'_>, ctx: &mut Ctx<'_>, out: File, dest: &Path) 
     Ok(stats)
 }
 
+/// Writes `clusters.jsonl` into `file` (`path` names it in errors).
 fn write_report(
+    file: File,
     path: &Path,
     files: &[InputFile],
     base: &Path,
     result: &DedupResult,
     meta: &HashMap<u64, Meta>,
 ) -> Result<()> {
-    fsutil::write_atomic(path, |w| {
+    let mut w = std::io::BufWriter::new(file);
+    let written = (|| -> std::io::Result<()> {
         for (k, c) in result.clusters.iter().enumerate() {
             let members: Vec<Value> = c
                 .members
@@ -362,11 +396,12 @@ fn write_report(
                 ClusterKind::Near => "near",
             };
             let line = json!({ "cluster": k, "kind": kind, "size": c.members.len(), "members": members });
-            serde_json::to_writer(&mut *w, &line)?;
+            serde_json::to_writer(&mut w, &line)?;
             w.write_all(b"\n")?;
         }
-        Ok(())
-    })
+        w.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
+    })();
+    written.map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

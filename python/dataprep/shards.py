@@ -371,7 +371,7 @@ class Manifest:
         if k == 0:
             if not tok.is_file():
                 problems.append(f"{tok}: tokenizer copy missing (listed in the manifest)")
-            elif (digest := _sha256(tok)) != self.tokenizer.sha256:
+            elif (digest := sha256_file(tok)) != self.tokenizer.sha256:
                 problems.append(f"{tok}: {_mismatch(digest, self.tokenizer.sha256)}")
         infos = [info for name in (self.splits if splits is None else splits)
                  for info in self.split(name).shards]  # fmt: skip
@@ -448,7 +448,8 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (shards, tokenizer copies, checkpoints)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -467,7 +468,7 @@ def _check_shard(path: Path, info: ShardInfo, seq_len: int) -> str | None:
     size = path.stat().st_size
     if size != info.bytes:
         return f"{path}: {size} bytes, the manifest says {info.bytes}"
-    if (digest := _sha256(path)) != info.sha256:
+    if (digest := sha256_file(path)) != info.sha256:
         return f"{path}: {_mismatch(digest, info.sha256)}"
     try:
         table = open_shard(path)

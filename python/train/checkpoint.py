@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataprep.shards import sha256_file
+
 _NAME = re.compile(r"^step-(\d{8})$")
 STATE = "state.pt"
 META = "meta.json"
@@ -119,15 +121,6 @@ def save(
     for stale in root.glob(".step-*.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return final
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _meta_digest(meta: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from dataprep.shards import sha256_file
 from train import checkpoint, config, data, distributed, model, optim
 from train.config import TrainConfig
 from train.distributed import Dist
@@ -334,7 +335,7 @@ class Trainer:
         m = self.shards.manifest
         return {
             "shards": os.fspath(Path(self.cfg.data.shards)),
-            "manifest_sha256": checkpoint.sha256_file(m.path),
+            "manifest_sha256": sha256_file(m.path),
             "tokenizer_sha256": m.tokenizer.sha256,
             "seed": self.cfg.run.seed,
             "shuffle": self.cfg.data.shuffle,

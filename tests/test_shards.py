@@ -79,7 +79,7 @@ def test_a_flipped_manifest_byte_is_caught_by_its_checksum(copy: Path) -> None:
     at = raw.index(b'"documents"') + 20  # inside a count: still valid JSON
     raw[at : at + 1] = b"9" if raw[at : at + 1] != b"9" else b"8"
     path.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match="manifest.json: checksum mismatch"):
+    with pytest.raises(ValueError, match=r"manifest\.json: checksum mismatch"):
         Manifest.read(copy)
 
 

@@ -22,3 +22,8 @@ pub mod shards;
 mod py;
 
 pub use error::{Error, Result};
+
+/// Worker threads when none are asked for: every core (the one definition of that default).
+pub fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}

@@ -59,7 +59,7 @@ impl TrainerConfig {
             special_tokens: Vec::new(),
             min_frequency: 2,
             max_token_length: None,
-            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            threads: crate::all_cores(),
             holdout_every: 100,
             holdout_max_bytes: 4 << 20,
             batch_bytes: 1 << 20,

@@ -94,7 +94,7 @@ impl DedupConfig {
             verify: true,
             bands: None,
             seed: 1,
-            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            threads: crate::all_cores(),
             batch_bytes: 1 << 20,
             memory_bytes: 512 << 20,
             temp_dir: None,

@@ -128,7 +128,7 @@ pub(crate) fn refuse_given(given: &Given, names: &[&str], flag_of: impl Fn(&str)
 
 /// The worker threads to use: the option, else every core. Never part of a configuration hash.
 pub(crate) fn threads_or_all(threads: Option<usize>) -> usize {
-    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    threads.unwrap_or_else(crate::all_cores)
 }
 
 /// Bytes in `256MB`, `1.5GB`, `2KiB`, `4096` (decimal K/M/G, binary Ki/Mi/Gi).

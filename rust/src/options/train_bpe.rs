@@ -163,15 +163,17 @@ impl TrainBpeOptions {
         if let Some(out) = &self.out {
             // The files appear together or not at all (a kill between two renames must not leave
             // a tokenizer.json and a .tiktoken from different runs).
+            // The contents in the order of `outputs()`, the one list of the files written.
             let out = Path::new(out);
-            let hf = tok.hf_json_bytes();
-            let name = out.file_stem().map_or("dataprep".into(), |s| s.to_string_lossy().into_owned());
-            let (ranks, sidecar) = tok.tiktoken_bytes(&name);
-            let (ranks_path, sidecar_path) = tiktoken_paths(out);
-            let mut files: Vec<(&Path, &[u8])> = vec![(out, &hf)];
+            let mut contents = vec![tok.hf_json_bytes()];
             if self.tiktoken {
-                files.extend([(ranks_path.as_path(), ranks.as_slice()), (sidecar_path.as_path(), sidecar.as_slice())]);
+                let name = out.file_stem().map_or("dataprep".into(), |s| s.to_string_lossy().into_owned());
+                let (ranks, sidecar) = tok.tiktoken_bytes(&name);
+                contents.extend([ranks, sidecar]);
             }
+            let paths = self.outputs();
+            let files: Vec<(&Path, &[u8])> =
+                paths.iter().map(PathBuf::as_path).zip(contents.iter().map(Vec::as_slice)).collect();
             write_set(&set_record(out), &files)?;
         }
         Ok((tok, stats, cfg.threads))

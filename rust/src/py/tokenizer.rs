@@ -17,10 +17,6 @@ use crate::pretokenize::{Pattern, PreTokenizer};
 #[pyclass(name = "Tokenizer", frozen)]
 pub struct PyTokenizer(pub Arc<Tokenizer>);
 
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-}
-
 #[pymethods]
 impl PyTokenizer {
     /// Loads a byte-level BPE `tokenizer.json` (ours or HF's), or a `.tiktoken` ranks file
@@ -47,7 +43,7 @@ impl PyTokenizer {
         threads: Option<usize>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
         let tok = &self.0;
-        let threads = threads.unwrap_or_else(default_threads);
+        let threads = threads.unwrap_or_else(crate::all_cores);
         let ids = run_detached(py, || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             Ok(tok.encode_batch(&refs, threads))

@@ -14,6 +14,19 @@ use std::io::{BufRead, BufReader};
 use super::{decompress, Document, Emitter, RawRecord, Utf8Policy};
 use crate::error::{Error, Result};
 
+/// The policy for a line that is not valid text (invalid UTF-8, a lone surrogate escape): `true`
+/// to go on with its replaced text, `false` to skip it (counted), or the error.
+fn go_on<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, error: impl FnOnce() -> Error) -> Result<bool> {
+    match em.policy {
+        Utf8Policy::Replace => Ok(true),
+        Utf8Policy::Skip => {
+            em.stats.invalid_utf8_skipped += 1;
+            Ok(false)
+        }
+        Utf8Policy::Error => Err(error()),
+    }
+}
+
 pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, field: &str) -> Result<()> {
     let path = em.path;
     let mut r = BufReader::with_capacity(1 << 16, decompress::open(path)?);
@@ -32,23 +45,15 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, fi
         let owned;
         let (text, utf8_replaced): (&str, bool) = match std::str::from_utf8(&line) {
             Ok(s) => (s, false),
-            Err(e) => match em.policy {
-                Utf8Policy::Replace => {
-                    em.stats.invalid_utf8_replaced += 1;
-                    owned = String::from_utf8_lossy(&line).into_owned();
-                    (&owned, true)
-                }
-                Utf8Policy::Skip => {
-                    em.stats.invalid_utf8_skipped += 1;
+            Err(e) => {
+                let bad = || Error::input(path, format!("invalid UTF-8 on line {line_no} at byte {}", e.valid_up_to()));
+                if !go_on(em, bad)? {
                     continue;
                 }
-                Utf8Policy::Error => {
-                    return Err(Error::input(
-                        path,
-                        format!("invalid UTF-8 on line {line_no} at byte {}", e.valid_up_to()),
-                    ))
-                }
-            },
+                em.stats.invalid_utf8_replaced += 1;
+                owned = String::from_utf8_lossy(&line).into_owned();
+                (&owned, true)
+            }
         };
         let fixed;
         let (text, mut obj): (&str, serde_json::Map<String, serde_json::Value>) = match serde_json::from_str(text) {
@@ -56,18 +61,14 @@ pub(super) fn read<F: FnMut(Document) -> Result<()>>(em: &mut Emitter<'_, F>, fi
             Err(e) => {
                 let not_json = |e| Error::input(path, format!("line {line_no}: not a JSON object: {e}"));
                 let Some((rewritten, first)) = replace_lone_surrogates(text) else { return Err(not_json(e)) };
-                match em.policy {
-                    Utf8Policy::Replace => {}
-                    Utf8Policy::Skip => {
-                        em.stats.invalid_utf8_skipped += 1;
-                        continue;
-                    }
-                    Utf8Policy::Error => {
-                        return Err(Error::input(
-                            path,
-                            format!("line {line_no}: lone surrogate escape \\u{first:04x} (not valid Unicode)"),
-                        ))
-                    }
+                let bad = || {
+                    Error::input(
+                        path,
+                        format!("line {line_no}: lone surrogate escape \\u{first:04x} (not valid Unicode)"),
+                    )
+                };
+                if !go_on(em, bad)? {
+                    continue;
                 }
                 fixed = rewritten;
                 let obj = serde_json::from_str(&fixed).map_err(not_json)?;

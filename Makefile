@@ -21,7 +21,7 @@ $(BIN)/python:
 # our changes only). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
-		pytest hypothesis regex tokenizers tiktoken transformers datasets \
+		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
 		$$(grep -oE '^(lint|train) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy)==[0-9.]+')
 	touch $@
 

@@ -188,6 +188,16 @@ def test_config_json_round_trip_and_old_flat_layout():
 
 def _values(option: config.Option) -> st.SearchStrategy:
     """Any value the option accepts."""
+    if option.multiple:  # --shards: one directory, or several with weights
+        names = st.lists(st.text("abcdefgh", min_size=1), min_size=1, max_size=3, unique=True)
+        return names.map(
+            lambda ps: (
+                tuple(ps) if len(ps) == 1 else tuple(f"{p}:{i + 1}" for i, p in enumerate(ps))
+            )
+        )
+    if option.name == "profile_steps":
+        ranges = st.tuples(st.integers(0, 100), st.integers(1, 100))
+        return st.none() | ranges.map(lambda r: f"{r[0]}:{r[0] + r[1]}")
     if option.choices is not None:
         base: st.SearchStrategy = st.sampled_from(option.choices)
     elif option.kind is bool:
@@ -222,6 +232,8 @@ def test_command_line_toml_and_json_agree(tmp_path_factory, values):
         flag = OPTIONS[name].flag
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):  # a repeated option
+            argv += [f"{flag}={v}" for v in value]
         elif value is None:
             argv += [] if OPTIONS[name].kind in (bool, str) else [f"{flag}=none"]
         else:

@@ -2,7 +2,7 @@
 
 Each field is declared once, with `opt(default, help, bounds)`, and that declaration is the
 command-line option of `python -m train` (`micro_batch` -> `--micro-batch`; booleans get
-`--x/--no-x`), its `--help` line (grouped by section), its bounds, and a key of the TOML file
+`--x/--no-x`; a `tuple[str, ...]` is repeated, `--shards A --shards B`), its `--help` line (grouped by section), its bounds, and a key of the TOML file
 given with `--config`: top-level (`micro_batch = 16`, the field name) or in its section's table
 (`[batch]` then `micro_batch = 16`). Values come from defaults < the TOML file < the command line.
 Option names are unique across sections, so the command line stays flat.
@@ -94,10 +94,11 @@ class RunConfig:
 class DataConfig:
     """data: the shards and how they are read"""
 
-    shards: str = opt(
-        "",
-        "directory written by `dataprep tokenize` (manifest.json, train-*.arrow, val-*.arrow)",
-        metavar="DIR",
+    shards: tuple[str, ...] = opt(
+        (),
+        "directory written by `dataprep tokenize` (manifest.json, train-*.arrow, val-*.arrow); "
+        "repeat as DIR:WEIGHT to train on a mixture of several (see README, Data mixtures)",
+        metavar="DIR[:WEIGHT]",
         required=True,
     )
     objective: Literal["clm", "mlm"] | None = opt(
@@ -192,7 +193,15 @@ class ScheduleConfig:
     """schedule: run length and learning-rate schedule"""
 
     warmup_steps: int = opt(100, "linear warmup from 0 over this many steps", ge=0)
-    min_lr_ratio: float = opt(0.1, "the cosine decays to --lr x this at the last step", ge=0, le=1)
+    min_lr_ratio: float = opt(
+        0.1, "cosine, linear and wsd decay to --lr x this at the last step", ge=0, le=1
+    )
+    lr_schedule: Literal["cosine", "linear", "constant", "wsd"] = opt(
+        "cosine",
+        "after the warmup: cosine or linear decay, constant, or wsd (warmup-stable-decay: "
+        "constant, then a linear decay over the last --decay-fraction of the steps)",
+    )
+    decay_fraction: float = opt(0.2, "wsd: share of all steps spent in the final decay", gt=0, le=1)
     max_steps: int | None = opt(
         None, "optimizer steps in all; none = --epochs x steps per epoch", ge=1
     )
@@ -247,6 +256,13 @@ class CheckpointConfig:
         None, "save and exit after this step, as a preemption would (tests); none = never", ge=1
     )
     export_hf: bool = opt(False, "at the end, export to Hugging Face format in --out/hf")
+    init_from: str | None = opt(
+        None,
+        "continued pretraining: start from the weights of a checkpoint or run directory of "
+        "ours, or a transformers directory (GPT2LMHeadModel, BertForMaskedLM/ForPreTraining); "
+        "a checkpoint in --out still wins (resume)",
+        metavar="PATH",
+    )
     allow_data_change: bool = opt(
         False,
         "resume even when the shards, tokenizer, seed, shuffle, masking or global batch differ "
@@ -264,6 +280,14 @@ class LoggingConfig:
     eval_rows: int | None = opt(2048, "val rows per evaluation; none = all", ge=1)
     log_every: int = opt(10, "steps between metric lines", ge=1)
     tensorboard: bool = opt(False, "also write TensorBoard events to --out/tb (needs tensorboard)")
+    wandb: bool = opt(
+        False, "also send the metrics to Weights & Biases (needs wandb; project $WANDB_PROJECT)"
+    )
+    profile_steps: str | None = opt(
+        None,
+        "record optimizer steps A..B-1 with torch.profiler to --out/profile/ (Chrome trace)",
+        metavar="A:B",
+    )
 
 
 @dataclass
@@ -285,6 +309,10 @@ class TrainConfig:
         """Raises ConfigError (one line, naming the option) on a value no run can use."""
         for option in OPTIONS.values():
             option.check(getattr(getattr(self, option.section), option.name))
+        from train import mixture, watch  # they import this module
+
+        mixture.parse_specs(self.data.shards)
+        watch.parse_profile_steps(self.logging.profile_steps)
         m = self.masking
         if m.mask_replace + m.random_replace > 1:
             raise ConfigError(
@@ -324,6 +352,7 @@ class Option:
     kind: type  # bool, int, float or str (a Literal's choices are strings)
     choices: tuple[str, ...] | None
     optional: bool  # None is a value (spelled `none` on the command line)
+    multiple: bool  # a tuple of strings: the option is repeated (a list in TOML and JSON)
     default: Any
     help: str
     metavar: str | None
@@ -345,7 +374,7 @@ class Option:
             return
         if self.required and value == self.default:
             raise ConfigError(f"{self.flag} is required: {self.help}")
-        if self.kind not in (int, float):
+        if self.kind not in (int, float) or self.multiple:
             return
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{self.flag} must be a finite number (got {value})")
@@ -372,6 +401,15 @@ class Option:
             return None
         if value == "none" and self.optional and self.kind in (int, float):
             return None  # TOML has no null: `eval_rows = "none"`, as on the command line
+        if self.multiple:
+            # One value stands for a list of one (`shards = "dir"`, and config.json of runs
+            # saved before the option could be repeated).
+            items = [value] if isinstance(value, str) else value
+            if isinstance(items, list | tuple) and all(isinstance(v, str) for v in items):
+                return tuple(items)
+            raise ConfigError(
+                f"{where}: {self.name} must be a string or a list of strings (got {value!r})"
+            )
         if self.choices is not None:
             if value in self.choices:
                 return value
@@ -406,20 +444,25 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _kind(annotation: Any) -> tuple[type, tuple[str, ...] | None, bool]:
-    """`(kind, choices, optional)` of a field annotation: `int | None` -> `(int, None, True)`."""
+def _kind(annotation: Any) -> tuple[type, tuple[str, ...] | None, bool, bool]:
+    """`(kind, choices, optional, multiple)` of a field annotation: `int | None` ->
+    `(int, None, True, False)`, `tuple[str, ...]` -> `(str, None, False, True)`."""
     optional = False
     args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        if args != (str, Ellipsis):
+            raise TypeError(f"unsupported config annotation {annotation}")
+        return str, None, False, True
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
         if len(rest) != 1:
             raise TypeError(f"unsupported config annotation {annotation}")
         annotation, optional = rest[0], True
     if typing.get_origin(annotation) is Literal:
-        return str, tuple(typing.get_args(annotation)), optional
+        return str, tuple(typing.get_args(annotation)), optional, False
     if annotation not in (bool, int, float, str):
         raise TypeError(f"unsupported config annotation {annotation}")
-    return annotation, None, optional
+    return annotation, None, optional, False
 
 
 def _index() -> dict[str, Option]:
@@ -429,7 +472,7 @@ def _index() -> dict[str, Option]:
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            kind, choices, optional = _kind(hints[f.name])
+            kind, choices, optional, multiple = _kind(hints[f.name])
             meta = f.metadata
             if not meta.get("help"):
                 raise TypeError(f"{cls.__name__}.{f.name}: a config field needs opt(..., help)")
@@ -443,6 +486,7 @@ def _index() -> dict[str, Option]:
                 kind=kind,
                 choices=choices,
                 optional=optional,
+                multiple=multiple,
                 default=f.default,
                 help=meta["help"],
                 metavar=meta["metavar"],
@@ -591,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
         }
         if option.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif option.multiple:
+            kwargs["action"] = "append"
+            kwargs["metavar"] = option.metavar or "TEXT"
         elif option.choices is not None:
             kwargs["choices"] = list(option.choices)
         else:
@@ -607,6 +654,9 @@ def parse(argv: list[str] | None = None) -> TrainConfig:
     """
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config")
+    for name, value in args.items():
+        if isinstance(value, list):  # a repeated option (`action="append"`)
+            args[name] = tuple(value)
     values = load_toml(config_file) if config_file is not None else {}
     values.update(args)
     return _build(values)

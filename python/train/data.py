@@ -431,6 +431,13 @@ class MicroBatches(Dataset[dict[str, torch.Tensor]]):
         self.special_ids = shards.special_ids  # read here, once, not in every worker
 
     def __getitem__(self, rows: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
+        return self.get(rows, self.epoch)
+
+    def get(
+        self, rows: Sequence[int] | npt.NDArray[np.int64], epoch: int
+    ) -> dict[str, torch.Tensor]:
+        """The micro-batch of `rows` with the dynamic masks of `epoch` (a mixture reads each
+        set at its own epoch, `train.mixture`)."""
         index = np.array(rows, dtype=np.int64).reshape(-1)  # a copy: it becomes sample_index
         real = index >= 0
         full = bool(real.all())
@@ -480,7 +487,7 @@ class MicroBatches(Dataset[dict[str, torch.Tensor]]):
                     real_ids,
                     mask_token_id=self.shards.mask_id,  # type: ignore[arg-type]
                     vocab_size=self.shards.vocab_size,
-                    epoch=self.epoch,
+                    epoch=epoch,
                     seed=m.seed,
                     special_tokens_mask=cols["special_tokens_mask"],
                     word_start=cols.get("word_start"),
@@ -515,9 +522,9 @@ class MicroBatches(Dataset[dict[str, torch.Tensor]]):
 # --- loaders ------------------------------------------------------------------------------
 
 
-def _loader(
-    dataset: MicroBatches,
-    sampler: StepSampler,
+def make_dataloader(
+    dataset: Dataset[dict[str, torch.Tensor]],
+    sampler: Sampler[npt.NDArray[np.int64]],
     num_workers: int,
     pin_memory: bool,
     prefetch_factor: int,
@@ -637,7 +644,7 @@ def make_loader(
     )
     sampler = StepSampler(plan, rank=rank, epoch=epoch, start_step=start_step)
     dataset = MicroBatches(shards, epoch=epoch, masking=masking, doc_mask=doc_mask)
-    return _loader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
+    return make_dataloader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
 
 
 def eval_rows(num_rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
@@ -678,7 +685,7 @@ def make_eval_loader(
     plan = StepPlan(n, world_size=world_size, micro_batch=micro_batch, shuffle=False, rows=subset)
     sampler = StepSampler(plan, rank=rank, epoch=0)
     dataset = MicroBatches(shards, epoch=0, masking=masking, doc_mask=doc_mask)
-    return _loader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
+    return make_dataloader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
 
 
 def iter_steps(
@@ -715,6 +722,7 @@ __all__ = [
     "VerifiedRecord",
     "eval_rows",
     "iter_steps",
+    "make_dataloader",
     "make_eval_loader",
     "make_loader",
     "prefetch",

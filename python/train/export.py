@@ -303,6 +303,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     checkpoint's `--shards`): the tokenizer copy `dataprep tokenize` keeps there.
     """
     from train import checkpoint
+    from train.mixture import parse_specs
     from train.model import build_model
 
     run_dir = Path(run_dir)
@@ -314,7 +315,9 @@ def export_run(run_dir: Path, out_dir: Path | None = None, *, ckpt: Path | None 
     model = build_model(cfg)
     model.load_state_dict(state["model"])  # the trainer saves the unwrapped model's state
     # The config as saved: sections, or flat in runs saved before them (from_dict reads both).
-    shards = Path(TrainConfig.from_dict(state["config"], f"{ckpt}: config").data.shards)
+    # A mixture's sets share the tokenizer (train.mixture.check_sets): the first one's is used.
+    specs = TrainConfig.from_dict(state["config"], f"{ckpt}: config").data.shards
+    shards = Path(parse_specs(specs)[0].path)
     manifest = Manifest.read(shards)
     tokenizer_json = manifest.tokenizer_path
     specials = run_special_tokens(manifest, tokenizer_json)

@@ -54,8 +54,8 @@ from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from dataprep.shards import sha256_file
-from train import checkpoint, config, data, distributed, model, optim
+from dataprep.shards import Manifest, sha256_file
+from train import checkpoint, config, data, distributed, mixture, model, optim, schedule, watch
 from train.config import TrainConfig
 from train.distributed import Dist
 
@@ -78,6 +78,7 @@ FINGERPRINT_OPTIONS = {
     "global_batch": "--global-batch",
     "doc_mask": "--doc-mask",
     "masking": "--mask-*",
+    "mixture": "--shards (mixture)",
 }
 
 
@@ -102,13 +103,15 @@ def peak_flops(cfg: TrainConfig, dev: torch.device) -> float | None:
 
 
 class Metrics:
-    """Rank 0's metric sinks: rich console, `metrics.jsonl`, optional TensorBoard."""
+    """Rank 0's metric sinks: rich console, `metrics.jsonl`, optional TensorBoard and Weights &
+    Biases (`wandb`, a `train.watch.Wandb` set by the caller)."""
 
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int) -> None:
         self.enabled = enabled
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.path = run_dir / "metrics.jsonl"
         self.tb: Any = None
+        self.wandb: watch.Wandb | None = None
         if not enabled:
             return
         if resume_step >= 0 and self.path.exists():
@@ -142,6 +145,8 @@ class Metrics:
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
                     self.tb.add_scalar(key, value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log(record)
         if line:
             self.console.print(line)
 
@@ -154,6 +159,8 @@ class Metrics:
             self.file.close()
             if self.tb is not None:
                 self.tb.close()
+            if self.wandb is not None:
+                self.wandb.close()
 
 
 def _kept(record: dict[str, Any], resume_step: int) -> bool:
@@ -173,24 +180,34 @@ class Interval:
     wait: float = 0.0  # seconds waiting for batches
     elapsed: float = 0.0  # seconds of training before this process (a resumed interval)
     grad_norm: float = 0.0  # of the last step
+    mix: torch.Tensor | None = None  # (sets,) float64: this rank's rows of each set (mixtures)
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "sums": self.sums.cpu().tolist(),
             "counts": self.counts.tolist(),
             "steps": self.steps,
             "wait": self.wait,
             "grad_norm": self.grad_norm,
         }
+        if self.mix is not None:
+            state["mix"] = self.mix.tolist()
+        return state
 
     def reset(self) -> None:
         self.sums.zero_()
         self.counts.zero_()
+        if self.mix is not None:
+            self.mix.zero_()
         self.steps, self.wait, self.elapsed = 0, 0.0, 0.0
 
 
+# Batch keys that say where a row comes from: never model inputs.
+_PROVENANCE = ("sample_index", mixture.SOURCE)
+
+
 def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(dev, non_blocking=True) for k, v in batch.items() if k != "sample_index"}
+    return {k: v.to(dev, non_blocking=True) for k, v in batch.items() if k not in _PROVENANCE}
 
 
 def _counts(micro: list[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -206,22 +223,46 @@ class Trainer:
         self.dist = dist
         self.dev = dist.device
         self.run_dir = Path(cfg.run.out)
+        watch.check_available(cfg)  # on every rank, before any collective
 
-        self.shards = data.ShardSet(cfg.data.shards, "train")
-        has_val = self.shards.manifest.split_rows("val") > 0
-        self.val = data.ShardSet(cfg.data.shards, "val") if has_val else None
+        # One shard set, or a mixture of several (train.mixture); the first is the reference
+        # for what all share (tokenizer, objective, seq_len).
+        self.specs = mixture.parse_specs(cfg.data.shards)
+        self.sets = [data.ShardSet(spec.path, "train") for spec in self.specs]
+        mixture.check_sets(self.sets)
+        self.shards = self.sets[0]
+        self.vals = [
+            (i, data.ShardSet(spec.path, "val"))
+            for i, spec in enumerate(self.specs)
+            if self.sets[i].manifest.split_rows("val") > 0
+        ]
         objective = self.shards.objective
         if cfg.data.objective is not None and cfg.data.objective != objective:
             raise Stop(
-                f"{cfg.data.shards}: the shards are for --objective {objective}, not {cfg.data.objective}"
+                f"{self.specs[0].path}: the shards are for --objective {objective}, not {cfg.data.objective}"
             )
         self.objective = objective
         self.verification = self._verify_data()
         self.grad_accum, self.global_batch = cfg.batch.split(dist.world_size)
-        self.steps_per_epoch = data.steps_per_epoch(
-            self.shards.num_rows, dist.world_size, self.grad_accum, cfg.batch.micro_batch
-        )
+        self.mix: mixture.MixturePlan | None = None
+        if len(self.sets) > 1:
+            self.mix = mixture.MixturePlan(
+                [s.num_rows for s in self.sets],
+                [spec.weight for spec in self.specs],
+                world_size=dist.world_size,
+                grad_accum=self.grad_accum,
+                micro_batch=cfg.batch.micro_batch,
+                seed=cfg.run.seed,
+                shuffle=cfg.data.shuffle,
+                names=[spec.path for spec in self.specs],
+            )
+            self.steps_per_epoch = self.mix.steps_per_epoch
+        else:
+            self.steps_per_epoch = data.steps_per_epoch(
+                self.shards.num_rows, dist.world_size, self.grad_accum, cfg.batch.micro_batch
+            )
         self.total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * self.steps_per_epoch
+        schedule.check(cfg, self.total_steps)
         self.masking = self._masking()
 
         nsp = cfg.network.nsp if cfg.network.nsp is not None else self.shards.layout == "nsp"
@@ -252,9 +293,20 @@ class Trainer:
         self.interval = Interval(
             torch.zeros(2, dtype=torch.float64, device=self.dev),
             torch.zeros(2, dtype=torch.float64),
+            mix=torch.zeros(len(self.sets), dtype=torch.float64) if self.mix else None,
         )
+        if cfg.checkpoint.init_from is not None:
+            from train import init_from
+
+            self.resume_notes += init_from.init_weights(
+                self.model,
+                self.model_cfg,
+                Path(cfg.checkpoint.init_from),
+                tokenizer_sha256=self.shards.manifest.tokenizer.sha256,
+                tokenizer_json=self.shards.tokenizer_path,
+            )
         if cfg.checkpoint.resume:
-            self._resume()
+            self._resume()  # a checkpoint of this run replaces the --init-from weights
 
         self.autocast = self._autocast()
         net: nn.Module = self.model
@@ -293,6 +345,17 @@ class Trainer:
         return torch.autocast(self.dev.type, dtype=torch.bfloat16)
 
     def _verify_data(self) -> data.Verification:
+        """`_verify_manifest` for each shard set, added up (seconds None when none was read)."""
+        done = [self._verify_manifest(s.manifest) for s in self.sets]
+        read = [v.seconds for v in done if v.seconds is not None]
+        return data.Verification(
+            sum(v.files for v in done),
+            sum(v.bytes for v in done),
+            sum(read) if read else None,
+            [],
+        )
+
+    def _verify_manifest(self, manifest: Manifest) -> data.Verification:
         """Checks the shards' SHA-256s against the manifest, once per run (`data.VerifiedRecord`
         in the run directory). The files are shared out over the ranks (rank r reads files r,
         r + world_size, ...), and every rank gets every verdict: a mismatch stops all ranks
@@ -300,7 +363,6 @@ class Trainer:
 
         NOTE: on one rank alone a terabyte takes about half an hour at 600 MB/s, longer than the
         process group's timeout (10 minutes for NCCL) that the other ranks would wait in."""
-        manifest = self.shards.manifest
         record = data.VerifiedRecord(manifest, self.run_dir / data.VERIFIED)
         covered = bool(distributed.broadcast_object(record.covered))  # rank 0's record decides
         if covered:
@@ -334,7 +396,7 @@ class Trainer:
         masking, doc_mask). Saved in each checkpoint's meta.json; resume compares it."""
         m = self.shards.manifest
         return {
-            "shards": os.fspath(Path(self.cfg.data.shards)),
+            "shards": os.fspath(Path(self.specs[0].path)),
             "manifest_sha256": sha256_file(m.path),
             "tokenizer_sha256": m.tokenizer.sha256,
             "seed": self.cfg.run.seed,
@@ -345,6 +407,14 @@ class Trainer:
             "doc_mask": self.cfg.data.doc_mask,
             "masking": dataclasses.asdict(self.cfg.masking) if self.masking is not None else None,
             "world_size": self.dist.world_size,
+            # None for one set (the fingerprint of runs before mixtures); else every set's
+            # manifest SHA-256 and normalised weight, in --shards order.
+            "mixture": [
+                {"manifest_sha256": sha256_file(s.manifest.path), "weight": spec.weight}
+                for s, spec in zip(self.sets, self.specs, strict=True)
+            ]
+            if self.mix is not None
+            else None,
         }
 
     def _data_differences(self, saved: dict[str, Any] | None) -> list[str]:
@@ -441,6 +511,13 @@ class Trainer:
         iv.counts.copy_(torch.tensor(mine["counts"], dtype=torch.float64))
         iv.steps, iv.wait = int(mine["steps"]), float(mine["wait"])
         iv.elapsed, iv.grad_norm = float(mine.get("elapsed", 0.0)), float(mine["grad_norm"])
+        if iv.mix is not None:
+            same = saved_world == self.dist.world_size
+            rows = [
+                sum(s["mix"][i] for s in saved) if self.dist.is_main else 0.0
+                for i in range(len(self.sets))
+            ]
+            iv.mix.copy_(torch.tensor(mine["mix"] if same else rows, dtype=torch.float64))
 
     # --- the loop ---
 
@@ -450,6 +527,24 @@ class Trainer:
 
     def micro_batches(self, start: int) -> Iterator[list[dict[str, torch.Tensor]]]:
         """The micro-batches of every step from `start` on, one list per step, epoch after epoch."""
+        if self.mix is not None:
+            loader = mixture.make_loader(
+                self.sets,
+                self.mix,
+                rank=self.dist.rank,
+                start_step=start,
+                num_workers=self.cfg.data.num_workers,
+                masking=self.masking,
+                doc_mask=self.cfg.data.doc_mask,
+                pin_memory=self.dev.type == "cuda",
+            )
+            groups = mixture.iter_steps(loader, self.grad_accum)
+            yield from (
+                groups
+                if self.cfg.data.num_workers
+                else data.prefetch(groups, self.cfg.data.prefetch)
+            )
+            return
         epoch, first = self.position(start)
         while True:
             loader = data.make_loader(
@@ -501,42 +596,50 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
-        if self.val is None:
+        """Loss on the val split: of the one shard set, or of all sets of a mixture together
+        (target-weighted) with each set's own as `eval_loss/<set index>`."""
+        if not self.vals:
             return None
         self.model.eval()
-        loader = data.make_eval_loader(
-            self.val,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            micro_batch=self.cfg.batch.micro_batch,
-            max_rows=self.cfg.logging.eval_rows,
-            masking=self.masking,
-            doc_mask=self.cfg.data.doc_mask,
-        )
-        totals = torch.zeros(4, dtype=torch.float64)
-        for batch in loader:
-            c = _counts([batch])
-            with self.autocast:
-                out = self.model(**_to_device(batch, self.dev))
-            totals += torch.tensor(
-                [
-                    float(out["lm"]),
-                    float(c[0]),
-                    float(out.get("nsp", torch.zeros(()))),
-                    float(c[1]),
-                ],
-                dtype=torch.float64,
+        # Per val set: [lm loss sum, lm targets, nsp loss sum, nsp targets].
+        totals = torch.zeros(len(self.vals), 4, dtype=torch.float64)
+        for k, (_, val) in enumerate(self.vals):
+            loader = data.make_eval_loader(
+                val,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                micro_batch=self.cfg.batch.micro_batch,
+                max_rows=self.cfg.logging.eval_rows,
+                masking=self.masking,
+                doc_mask=self.cfg.data.doc_mask,
             )
+            for batch in loader:
+                c = _counts([batch])
+                with self.autocast:
+                    out = self.model(**_to_device(batch, self.dev))
+                totals[k] += torch.tensor(
+                    [
+                        float(out["lm"]),
+                        float(c[0]),
+                        float(out.get("nsp", torch.zeros(()))),
+                        float(c[1]),
+                    ],
+                    dtype=torch.float64,
+                )
         self.model.train()
         distributed.all_reduce(totals)
-        loss = float(totals[0] / max(float(totals[1]), 1.0))
+        whole = totals.sum(0)
+        loss = float(whole[0] / max(float(whole[1]), 1.0))
         result = {
             "eval_loss": loss,
             "eval_ppl": math.exp(min(loss, 50.0)),
-            "eval_tokens": int(totals[1]),
+            "eval_tokens": int(whole[1]),
         }
-        if totals[3] > 0:
-            result["eval_nsp_loss"] = float(totals[2] / totals[3])
+        if whole[3] > 0:
+            result["eval_nsp_loss"] = float(whole[2] / whole[3])
+        if self.mix is not None:
+            for (i, _), row in zip(self.vals, totals, strict=True):
+                result[f"eval_loss/{i}"] = float(row[0] / max(float(row[1]), 1.0))
         return result
 
     def save(self, reason: str, metrics: Metrics) -> None:
@@ -586,11 +689,17 @@ class Trainer:
             # Nothing is redone when the run is already complete: keep its lines as they are.
             self.step if self.resumed_from and self.step < self.total_steps else -1,
         )
+        if cfg.logging.wandb and dist.is_main:
+            metrics.wandb = watch.Wandb(cfg, self.run_dir)
+        self.profiler = watch.StepProfiler(
+            watch.parse_profile_steps(cfg.logging.profile_steps), self.run_dir, dist.rank, self.dev
+        )
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             return self._loop(metrics)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.profiler.close()
             metrics.close()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -607,6 +716,14 @@ class Trainer:
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
             f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
         )
+        if self.mix is not None:
+            metrics.print(
+                "mixture (metrics mix/<set>): "
+                + ", ".join(
+                    f"{i} = {spec.path} (weight {spec.weight:.4g}, {shards.num_rows:,} rows)"
+                    for i, (spec, shards) in enumerate(zip(self.specs, self.sets, strict=True))
+                )
+            )
         v = self.verification
         if v.seconds is None:
             metrics.print(f"data: {v.files} files unchanged since verified ({data.VERIFIED})")
@@ -639,10 +756,11 @@ class Trainer:
         self._t_interval = time.perf_counter()
         batches = self.micro_batches(self.step)
         while self.step < self.total_steps:
+            self.profiler.before(self.step)
             t0 = time.perf_counter()
             micro = next(batches)
             iv.wait += time.perf_counter() - t0
-            optim.set_lr(self.optimizer, optim.lr_at(self.step, cfg, self.total_steps))
+            optim.set_lr(self.optimizer, schedule.lr_at(self.step, cfg, self.total_steps))
             torch.manual_seed(_step_seed(cfg.run.seed, self.dist.rank, self.step))
             sums, counts, grad_norm = self.train_step(micro)
             if math.isfinite(grad_norm):
@@ -657,10 +775,14 @@ class Trainer:
                     raise Stop(f"{bad} non-finite steps in a row at step {self.step}: stopping")
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            self.profiler.after(self.step)
             iv.sums += sums
             iv.counts += counts
             iv.steps += 1
             iv.grad_norm = grad_norm
+            if iv.mix is not None:
+                for b in micro:
+                    iv.mix += torch.bincount(b[mixture.SOURCE], minlength=len(self.sets))
 
             if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
                 self._log(metrics, tokens_per_step)
@@ -729,6 +851,11 @@ class Trainer:
         }
         if counts[1] > 0:
             record["nsp_loss"] = float(s[1] / counts[1])
+        if iv.mix is not None:
+            # The realised mixture of the interval: each set's share of the rows fed.
+            rows = distributed.all_reduce(iv.mix.clone())
+            for i, n in enumerate(rows.tolist()):
+                record[f"mix/{i}"] = n / max(float(rows.sum()), 1.0)
         if partial:
             record["partial"] = True
         mfu = ""

@@ -14,6 +14,7 @@ loader's rate by what the trainer consumes: the 2-rank tiny-GPT CPU run of BENCH
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -71,15 +72,18 @@ def loader(
     sets = [data.ShardSet(s, "train") for s in shards]
     masking = data.MaskingConfig(strategy=strategy) if strategy else None  # type: ignore[arg-type]
     if len(sets) == 1:
-        it = iter(
-            data.make_loader(
+        # Epoch after epoch, as the trainer reads one set.
+        it = (
+            batch
+            for epoch in itertools.count()
+            for batch in data.make_loader(
                 sets[0],
                 rank=0,
                 world_size=world_size,
                 micro_batch=micro_batch,
                 grad_accum=1,
                 seed=0,
-                epoch=0,
+                epoch=epoch,
                 masking=masking,
             )
         )

@@ -269,6 +269,29 @@ def test_mixture_run_logs_its_realised_mixture_and_resumes_exactly(shards, tmp_p
     assert code == 1 and "--shards (mixture): the checkpoint was trained with" in err
 
 
+def test_mixture_on_two_ranks_trains_on_the_rows_of_one_rank(shards, tmp_path, capsys):
+    """2 gloo ranks x 1 micro-batch and 1 rank x 2 micro-batches of the same mixture (same
+    global batch): every rank gets its equal share of the same rows, so the runs log the same
+    realised mixture and the same losses."""
+    import os
+    import subprocess
+
+    from faultkit import trainer_cmd
+
+    mix = [*COMMON, "--shards", f"{shards['en']}:0.6", "--shards", f"{shards['ko']}:0.4",
+           "--max-steps", "4", "--global-batch", "8", "--eval-rows", "16"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_inline([*mix, "--out", str(one)], capsys)[0] == 0
+    proc = subprocess.run(trainer_cmd([*mix, "--out", str(two)], 2), capture_output=True,
+                          text=True, env={**os.environ, **TRAINER_ENV}, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for a, b in zip(metrics(one), metrics(two), strict=True):
+        assert a["step"] == b["step"]
+        for key in ("loss", "eval_loss", "eval_loss/0", "eval_loss/1", "mix/0", "mix/1"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-5), key
+
+
 def test_mixture_batches_hold_the_rows_of_their_sets(shards):
     sets = [dataprep.ShardSet(shards["en"]), dataprep.ShardSet(shards["ko"])]
     plan = mixture.MixturePlan([s.num_rows for s in sets], [0.5, 0.5], grad_accum=2,

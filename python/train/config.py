@@ -29,7 +29,7 @@ import textwrap
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -309,10 +309,8 @@ class TrainConfig:
         """Raises ConfigError (one line, naming the option) on a value no run can use."""
         for option in OPTIONS.values():
             option.check(getattr(getattr(self, option.section), option.name))
-        from train import mixture, watch  # they import this module
-
-        mixture.parse_specs(self.data.shards)
-        watch.parse_profile_steps(self.logging.profile_steps)
+        parse_specs(self.data.shards)
+        parse_profile_steps(self.logging.profile_steps)
         m = self.masking
         if m.mask_replace + m.random_replace > 1:
             raise ConfigError(
@@ -338,6 +336,87 @@ class TrainConfig:
         train.config.ConfigError: config: unknown keys ['learning_rate'] (keys are the --options without dashes, top-level or in their [section])
         """
         return _build(_flatten(values, source))
+
+
+# --- values with a syntax of their own (parsed here: validation needs no torch) ---------
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One `--shards DIR[:WEIGHT]`: the directory and its normalised weight (1.0 alone)."""
+
+    path: str
+    weight: float
+
+
+def _split(spec: str) -> tuple[str, float | None]:
+    """`DIR:WEIGHT` -> (DIR, WEIGHT); a DIR whose last `:` part is not a number is all path."""
+    path, sep, tail = spec.rpartition(":")
+    if not sep or not path:
+        return spec, None
+    try:
+        weight = float(tail)
+    except ValueError:
+        return spec, None
+    if not math.isfinite(weight) or weight <= 0:
+        raise ConfigError(f"--shards {spec}: the weight must be a positive finite number")
+    return path, weight
+
+
+def parse_specs(specs: Sequence[str]) -> list[ShardSpec]:
+    """The shard sets of `--shards` (repeated), weights normalised to sum to 1.
+
+    One set needs no weight; several need one each. Raises ConfigError naming the option.
+
+    >>> parse_specs(("shards/",))
+    [ShardSpec(path='shards/', weight=1.0)]
+    >>> parse_specs(("a:0.7", "b"))
+    Traceback (most recent call last):
+    ...
+    train.config.ConfigError: --shards b: give every shard set a weight when mixing several (--shards DIR:WEIGHT)
+    >>> parse_specs(("a:0", "b:1"))
+    Traceback (most recent call last):
+    ...
+    train.config.ConfigError: --shards a:0: the weight must be a positive finite number
+    """
+    parsed = [(spec, *_split(spec)) for spec in specs]
+    seen: set[str] = set()
+    for spec, path, weight in parsed:
+        if not path:
+            raise ConfigError("--shards: an empty directory name")
+        key = str(Path(path))
+        if key in seen:
+            raise ConfigError(f"--shards {spec}: {path} is given twice")
+        seen.add(key)
+        if weight is None and len(parsed) > 1:
+            raise ConfigError(
+                f"--shards {spec}: give every shard set a weight when mixing several "
+                "(--shards DIR:WEIGHT)"
+            )
+    total = math.fsum(w or 1.0 for _, _, w in parsed)
+    return [ShardSpec(path, (w or 1.0) / total) for _, path, w in parsed]
+
+
+def parse_profile_steps(spec: str | None) -> tuple[int, int] | None:
+    """`A:B` -> (A, B): the optimizer steps A .. B-1 (0-based, as the loop counts them).
+
+    >>> parse_profile_steps("5:8")
+    (5, 8)
+    >>> parse_profile_steps("8:5")
+    Traceback (most recent call last):
+    ...
+    train.config.ConfigError: --profile-steps must be A:B with integers 0 <= A < B (got '8:5')
+    """
+    if spec is None:
+        return None
+    a, sep, b = spec.partition(":")
+    try:
+        start, stop = int(a), int(b)
+    except ValueError:
+        start, stop = -1, -1
+    if not sep or not 0 <= start < stop:
+        raise ConfigError(f"--profile-steps must be A:B with integers 0 <= A < B (got {spec!r})")
+    return start, stop
 
 
 # --- the option index: the one place that walks the dataclasses ---------------------------
@@ -677,9 +756,12 @@ __all__ = [
     "PrecisionConfig",
     "RunConfig",
     "ScheduleConfig",
+    "ShardSpec",
     "TrainConfig",
     "build_parser",
     "load_toml",
     "opt",
     "parse",
+    "parse_profile_steps",
+    "parse_specs",
 ]

@@ -2,7 +2,8 @@
 
 The pieces, from the command line to a micro-batch:
 
-    parse_specs    `DIR[:WEIGHT]` strings -> `ShardSpec`s, validated (one line naming the option)
+    parse_specs    `DIR[:WEIGHT]` strings -> `ShardSpec`s, validated (in train.config: parsing a
+                   config needs no torch)
     check_sets     the sets share the tokenizer (SHA-256 in their manifests), the objective, the
                    layout, the masking and `seq_len`; one line naming both directories otherwise
     MixturePlan    which rows of which set each rank feeds into each micro-batch of each step
@@ -51,9 +52,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -62,65 +62,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dataprep.shards import ShardSet
 from train import data
-from train.config import ConfigError
+from train.config import ConfigError, ShardSpec, parse_specs
 
 SOURCE = "source"  # batch key: the index of the set each row comes from (not a model input)
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    """One `--shards DIR[:WEIGHT]`: the directory and its normalised weight (1.0 alone)."""
-
-    path: str
-    weight: float
-
-
-def _split(spec: str) -> tuple[str, float | None]:
-    """`DIR:WEIGHT` -> (DIR, WEIGHT); a DIR whose last `:` part is not a number is all path."""
-    path, sep, tail = spec.rpartition(":")
-    if not sep or not path:
-        return spec, None
-    try:
-        weight = float(tail)
-    except ValueError:
-        return spec, None
-    if not math.isfinite(weight) or weight <= 0:
-        raise ConfigError(f"--shards {spec}: the weight must be a positive finite number")
-    return path, weight
-
-
-def parse_specs(specs: Sequence[str]) -> list[ShardSpec]:
-    """The shard sets of `--shards` (repeated), weights normalised to sum to 1.
-
-    One set needs no weight; several need one each. Raises ConfigError naming the option.
-
-    >>> parse_specs(("shards/",))
-    [ShardSpec(path='shards/', weight=1.0)]
-    >>> parse_specs(("a:0.7", "b"))
-    Traceback (most recent call last):
-    ...
-    train.config.ConfigError: --shards b: give every shard set a weight when mixing several (--shards DIR:WEIGHT)
-    >>> parse_specs(("a:0", "b:1"))
-    Traceback (most recent call last):
-    ...
-    train.config.ConfigError: --shards a:0: the weight must be a positive finite number
-    """
-    parsed = [(spec, *_split(spec)) for spec in specs]
-    seen: set[str] = set()
-    for spec, path, weight in parsed:
-        if not path:
-            raise ConfigError("--shards: an empty directory name")
-        key = str(Path(path))
-        if key in seen:
-            raise ConfigError(f"--shards {spec}: {path} is given twice")
-        seen.add(key)
-        if weight is None and len(parsed) > 1:
-            raise ConfigError(
-                f"--shards {spec}: give every shard set a weight when mixing several "
-                "(--shards DIR:WEIGHT)"
-            )
-    total = math.fsum(w or 1.0 for _, _, w in parsed)
-    return [ShardSpec(path, (w or 1.0) / total) for _, path, w in parsed]
 
 
 def check_sets(sets: Sequence[ShardSet]) -> None:

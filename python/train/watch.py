@@ -20,31 +20,9 @@ from typing import Any
 
 import torch
 
-from train.config import ConfigError, TrainConfig
+from train.config import ConfigError, TrainConfig, parse_profile_steps
 
 PROFILE_DIR = "profile"
-
-
-def parse_profile_steps(spec: str | None) -> tuple[int, int] | None:
-    """`A:B` -> (A, B): the optimizer steps A .. B-1 (0-based, as the loop counts them).
-
-    >>> parse_profile_steps("5:8")
-    (5, 8)
-    >>> parse_profile_steps("8:5")
-    Traceback (most recent call last):
-    ...
-    train.config.ConfigError: --profile-steps must be A:B with integers 0 <= A < B (got '8:5')
-    """
-    if spec is None:
-        return None
-    a, sep, b = spec.partition(":")
-    try:
-        start, stop = int(a), int(b)
-    except ValueError:
-        start, stop = -1, -1
-    if not sep or not 0 <= start < stop:
-        raise ConfigError(f"--profile-steps must be A:B with integers 0 <= A < B (got {spec!r})")
-    return start, stop
 
 
 def check_available(cfg: TrainConfig) -> None:

@@ -257,6 +257,12 @@ class Trainer:
                 names=[spec.path for spec in self.specs],
             )
             self.steps_per_epoch = self.mix.steps_per_epoch
+            with_val = {i for i, _ in self.vals}
+            self.mix_notes = [
+                f"[yellow]mixture set {i} ({spec.path}) has no val rows: not in eval_loss[/]"
+                for i, spec in enumerate(self.specs)
+                if i not in with_val
+            ]
         else:
             self.steps_per_epoch = data.steps_per_epoch(
                 self.shards.num_rows, dist.world_size, self.grad_accum, cfg.batch.micro_batch
@@ -711,7 +717,7 @@ class Trainer:
         metrics.print(
             f"[bold]{m.arch}[/] {self.cfg.network.model}: {self.model.num_params() / 1e6:.2f}M params, "
             f"{m.n_layer} layers x {m.d_model}, vocab {m.vocab_size} | {self.objective} on "
-            f"{s.num_rows:,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
+            f"{sum(x.num_rows for x in self.sets):,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
             f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.batch.micro_batch} "
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
             f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
@@ -724,6 +730,8 @@ class Trainer:
                     for i, (spec, shards) in enumerate(zip(self.specs, self.sets, strict=True))
                 )
             )
+            for note in self.mix_notes:
+                metrics.print(note)
         v = self.verification
         if v.seconds is None:
             metrics.print(f"data: {v.files} files unchanged since verified ({data.VERIFIED})")

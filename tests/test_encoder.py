@@ -124,21 +124,24 @@ def test_long_pieces_are_not_quadratic(trained) -> None:  # type: ignore[no-unty
     assert tok.decode(ids) == text
 
 
-def test_not_byte_level_bpe_is_rejected(tmp_path: Path) -> None:
-    wp = tokenizers.Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+def test_other_models_run_on_the_hf_engine_or_are_refused(tmp_path: Path) -> None:
+    wp = tokenizers.Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1, "##a": 2}, unk_token="[UNK]"))
+    wp.pre_tokenizer = pre_tokenizers.Whitespace()
     p = tmp_path / "wp.json"
     wp.save(str(p))
-    with pytest.raises(dataprep.DataprepError, match=r"wp\.json: model type is WordPiece, not BPE"):
-        dataprep.Tokenizer.from_file(str(p))
-    bpe = tokenizers.Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    p2 = tmp_path / "plain-bpe.json"
+    tok = dataprep.Tokenizer.from_file(str(p))
+    assert tok.engine == "hf"
+    assert tok.encode("aa a b") == wp.encode("aa a b").ids == [1, 2, 1, 0]
+    with pytest.raises(ValueError, match=r"^decode_bytes applies to byte-level BPE"):
+        tok.decode_bytes([1])
+    bpe = tokenizers.Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")], dropout=0.5))
+    p2 = tmp_path / "dropout.json"
     bpe.save(str(p2))
-    with pytest.raises(dataprep.DataprepError, match="not a byte-level BPE tokenizer"):
+    with pytest.raises(ValueError, match=r"^model\.dropout: BPE dropout 0\.5 .*dropout\.json"):
         dataprep.Tokenizer.from_file(str(p2))
     p3 = tmp_path / "garbage.json"
     p3.write_text("{nope")
-    with pytest.raises(dataprep.DataprepError, match=r"garbage\.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"not valid JSON.*garbage\.json"):
         dataprep.Tokenizer.from_file(str(p3))
 
 

@@ -247,7 +247,7 @@ def test_other_options_on_the_same_out_are_refused(
         ("empty_file", "no text found"),
         ("empty_dir", "directory contains no files"),
         ("bad_utf8_error", "invalid UTF-8"),
-        ("wordpiece", "not BPE"),
+        ("wordpiece", "no EOS token found"),
         ("no_eos", "no EOS token found"),
     ],
 )

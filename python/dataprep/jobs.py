@@ -77,8 +77,9 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
             handle.cancel()
             thread.join()
             raise
-    for note in handle.notes():
-        console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True)
+    # A failed job says one line, its error: notes describe a result there is not.
     if error:
         raise error[0]
+    for note in handle.notes():
+        console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True)
     return value[0]

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dataprep::bpe::{EncodeCache, Tokenizer};
+use dataprep::bpe::EncodeCache;
 use dataprep::corpus::{discover, read_batches, CorpusConfig};
 use dataprep::mask::sentences::split_sentences;
 use dataprep::progress::Progress;
 use dataprep::rows::mlm::Documents;
+use dataprep::tokenizer::Tokenizer;
 
 fn best_of_3(mut f: impl FnMut()) -> f64 {
     (0..3)
@@ -49,7 +50,7 @@ fn main() -> dataprep::Result<()> {
         let mut cache = EncodeCache::new();
         for t in &texts {
             let mut ids = Vec::with_capacity(t.len() / 3);
-            tok.encode_into(t, &mut cache, &mut ids);
+            tok.encode_into(t, dataprep::tokenizer::DOCUMENT_TEXT, &mut cache, &mut ids).expect("encode");
         }
     });
     let split = best_of_3(|| {
@@ -63,7 +64,7 @@ fn main() -> dataprep::Result<()> {
         for t in &texts {
             for r in split_sentences(t) {
                 let (ids, ws) = docs.tokens_mut();
-                tok.encode_with_word_starts(&t[r], &mut cache, ids, ws);
+                tok.encode_with_word_starts(&t[r], &mut cache, ids, ws).expect("encode");
                 if docs.open_sentence_len() > 0 {
                     docs.end_sentence();
                 }

@@ -17,6 +17,7 @@ pub mod pretokenize;
 pub mod progress;
 pub mod rows;
 pub mod shards;
+pub mod tokenizer;
 
 #[cfg(feature = "python")]
 mod py;

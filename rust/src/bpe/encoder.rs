@@ -81,33 +81,6 @@ impl Tokenizer {
         }
     }
 
-    /// Encodes many texts on `threads` threads; the result is in input order and does not depend
-    /// on the thread count.
-    pub fn encode_batch(&self, texts: &[&str], threads: usize) -> Vec<Vec<u32>> {
-        let mut out: Vec<Vec<u32>> = vec![Vec::new(); texts.len()];
-        let threads = threads.max(1).min(texts.len().max(1));
-        let chunk = texts.len().div_ceil(threads * 8).max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<&mut [Vec<u32>]>> = out.chunks_mut(chunk).map(std::sync::Mutex::new).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    let mut cache = EncodeCache::new();
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(slot) = slots.get(k) else { break };
-                        let mut slot = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        for (j, dst) in slot.iter_mut().enumerate() {
-                            self.encode_into(texts[k * chunk + j], &mut cache, dst);
-                        }
-                    }
-                });
-            }
-        });
-        drop(slots);
-        out
-    }
-
     #[inline]
     fn encode_piece(&self, p: &[u8], cache: &mut EncodeCache, out: &mut Vec<u32>) {
         if p.len() == 1 {
@@ -116,6 +89,10 @@ impl Tokenizer {
         }
         if let Some(&(s, l)) = cache.map.get(p) {
             out.extend_from_slice(&cache.ids[s as usize..(s + l) as usize]);
+            return;
+        }
+        if let Some(&id) = self.whole_piece.as_ref().and_then(|w| w.get(p)) {
+            out.push(id);
             return;
         }
         let start = out.len();

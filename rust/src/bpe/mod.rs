@@ -37,6 +37,9 @@ pub struct Tokenizer {
     byte_ids: [u32; 256],
     /// HF `ByteLevel(add_prefix_space=true)`: a space is put before text that does not start with one.
     add_prefix_space: bool,
+    /// A piece that is itself a token is that token, before any merge (tiktoken always; HF BPE
+    /// with `ignore_merges`): bytes -> id of every non-special token.
+    whole_piece: Option<AHashMap<Box<[u8]>, u32>>,
 }
 
 #[inline]
@@ -60,7 +63,8 @@ impl Tokenizer {
                 byte_ids[t[0] as usize] = id as u32;
             }
         }
-        if let Some(b) = byte_ids.iter().position(|&i| i == u32::MAX) {
+        // Bytes UTF-8 text never holds (0xC0, 0xC1, 0xF5..) may lack a token: text never asks for them.
+        if let Some(b) = (0..256).find(|&b| byte_ids[b] == u32::MAX && !(b == 0xC0 || b == 0xC1 || b >= 0xF5)) {
             return Err(Error::Config(format!("vocabulary has no token for byte {b:#04x}: not byte-level BPE")));
         }
         let mut merge_rank = AHashMap::with_capacity(merges.len());
@@ -78,7 +82,26 @@ impl Tokenizer {
             merge_rank,
             byte_ids,
             add_prefix_space: false,
+            whole_piece: None,
         })
+    }
+
+    /// HF `ByteLevel(add_prefix_space=true)`.
+    pub fn set_add_prefix_space(&mut self, on: bool) {
+        self.add_prefix_space = on;
+    }
+
+    /// Looks a whole piece up before merging it (tiktoken; HF `ignore_merges`).
+    pub fn enable_whole_piece_lookup(&mut self) {
+        let special: ahash::AHashSet<u32> = self.specials.iter().map(|s| s.id).collect();
+        let map = self
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(id, t)| !t.is_empty() && !special.contains(&(*id as u32)))
+            .map(|(id, t)| (t.clone().into_boxed_slice(), id as u32))
+            .collect();
+        self.whole_piece = Some(map);
     }
 
     pub fn pattern(&self) -> &Pattern {
@@ -111,16 +134,6 @@ impl Tokenizer {
     }
 
     /// Bytes of a sequence of ids; unknown ids are an error.
-    /// Loads `tokenizer.json` (HF format), or a tiktoken ranks file when the name ends in
-    /// `.tiktoken` (pattern from its sidecar, or `pattern`).
-    pub fn from_file(path: &std::path::Path, pattern: Option<Pattern>) -> Result<Self> {
-        if path.extension().is_some_and(|e| e == "tiktoken") {
-            Self::from_tiktoken_file(path, pattern)
-        } else {
-            Self::from_hf_file(path)
-        }
-    }
-
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ids.len() * 4);
         for &id in ids {

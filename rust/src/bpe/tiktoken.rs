@@ -51,16 +51,22 @@ impl Tokenizer {
     /// tiktoken's ids exactly.
     pub fn from_tiktoken_file(path: &Path, pattern: Option<Pattern>) -> Result<Self> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut ranked: Vec<(u32, Vec<u8>)> = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        // Lines as tiktoken's `load_tiktoken_bpe` reads them: split on \n, \r\n or \r, empty
+        // lines skipped, each other line exactly two whitespace-separated fields.
+        for (n, line) in raw.split(|&b| b == b'\n').flat_map(|l| l.split(|&b| b == b'\r')).enumerate() {
+            if line.is_empty() {
                 continue;
             }
             let bad = || Error::input(path, format!("line {}: not \"<base64> <rank>\"", n + 1));
-            let (tok, rank) = line.split_once(' ').ok_or_else(bad)?;
+            let line = std::str::from_utf8(line).map_err(|_| bad())?;
+            let mut fields = line.split_whitespace();
+            let (Some(tok), Some(rank), None) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(bad());
+            };
             let bytes = b64.decode(tok).map_err(|_| bad())?;
-            let rank: u32 = rank.trim().parse().map_err(|_| bad())?;
+            let rank: u32 = rank.parse().map_err(|_| bad())?;
             ranked.push((rank, bytes));
         }
         ranked.sort_unstable();
@@ -116,9 +122,12 @@ impl Tokenizer {
             }
         }
         let tokens = tokens.into_iter().map(Option::unwrap_or_default).collect();
-        Tokenizer::new(pattern, tokens, specials, merges).map_err(|e| match e {
+        let mut tok = Tokenizer::new(pattern, tokens, specials, merges).map_err(|e| match e {
             Error::Config(m) => Error::input(path, m),
             other => other,
-        })
+        })?;
+        // tiktoken looks a piece up whole before merging: a token merges cannot reach is still found.
+        tok.enable_whole_piece_lookup();
+        Ok(tok)
     }
 }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
-use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
@@ -22,6 +21,7 @@ use crate::rows::causal::LastRow;
 use crate::rows::mlm::Layout;
 use crate::shards::manifest::Manifest;
 use crate::shards::Dtype;
+use crate::tokenizer::Tokenizer;
 
 /// Longest row we accept: far beyond any model's context, small enough that a row always fits
 /// in memory (an absurd value is a typo, and would otherwise abort on allocation).
@@ -111,7 +111,7 @@ pub struct TokenizeOptions {
     /// Files or directories to read (walked recursively).
     #[schemars(extend("x-required" = true, "x-argument" = true))]
     pub inputs: Vec<String>,
-    /// tokenizer.json (byte-level BPE) or a .tiktoken file.
+    /// tokenizer.json (any HF tokenizers file) or a .tiktoken file.
     #[schemars(extend("x-required" = true))]
     pub tokenizer: String,
     /// Shard directory.
@@ -243,6 +243,16 @@ const SEP_CANDIDATES: [&str; 2] = ["[SEP]", "</s>"];
 const MLM_PAD_CANDIDATES: [&str; 2] = ["[PAD]", "<pad>"];
 const MASK_CANDIDATES: [&str; 2] = ["[MASK]", "<mask>"];
 
+/// What a post-processor puts on one side of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// No post-processor (or one we cannot read as a template): find the token by its name.
+    Unknown,
+    /// The post-processor puts no token there.
+    Nothing,
+    Token(u32),
+}
+
 fn flag(field: &str) -> String {
     flag_of::<TokenizeOptions>(field)
 }
@@ -361,13 +371,23 @@ impl TokenizeOptions {
         Tokenizer::from_file(Path::new(&self.tokenizer), self.pattern.as_deref().map(Pattern::parse))
     }
 
-    /// The special id `wanted` names, else the first candidate the tokenizer has.
-    fn find(&self, tok: &Tokenizer, wanted: Option<&String>, candidates: &[&str], field: &str) -> Result<Option<u32>> {
-        match wanted {
-            Some(w) => tok.special_id(w).map(Some).ok_or_else(|| {
+    /// The special id `wanted` names, else what the post-processor puts there (`from_template`:
+    /// `Some(None)` when it puts nothing), else the first candidate the tokenizer has.
+    fn find(
+        &self,
+        tok: &Tokenizer,
+        wanted: Option<&String>,
+        from_template: Side,
+        candidates: &[&str],
+        field: &str,
+    ) -> Result<Option<u32>> {
+        match (wanted, from_template) {
+            (Some(w), _) => tok.special_id(w).map(Some).ok_or_else(|| {
                 Error::Config(format!("{} '{w}' is not a special token of {}", flag(field), self.tokenizer))
             }),
-            None => Ok(candidates.iter().find_map(|c| tok.special_id(c))),
+            (None, Side::Token(id)) => Ok(Some(id)),
+            (None, Side::Nothing) => Ok(None),
+            (None, Side::Unknown) => Ok(candidates.iter().find_map(|c| tok.special_id(c))),
         }
     }
 
@@ -375,16 +395,53 @@ impl TokenizeOptions {
         &self,
         tok: &Tokenizer,
         wanted: Option<&String>,
+        from_template: Side,
         candidates: &[&str],
         field: &str,
         what: &str,
     ) -> Result<u32> {
-        self.find(tok, wanted, candidates, field)?.ok_or_else(|| {
+        // A post-processor that puts nothing there leaves the name search to find one.
+        let side = if from_template == Side::Nothing { Side::Unknown } else { from_template };
+        let found = self.find(tok, wanted, side, candidates, field)?;
+        found.ok_or_else(|| {
             Error::input(
                 &self.tokenizer,
                 format!("no {what} token found (looked for {}); pass {}", candidates.join(", "), flag(field)),
             )
         })
+    }
+
+    /// What the tokenizer's post-processor puts before (`true`) or after one sequence. Several
+    /// tokens on one side are not a BOS/EOS: the name search decides.
+    fn from_template(tok: &Tokenizer, before: bool) -> Side {
+        let Some(t) = tok.template() else { return Side::Unknown };
+        let side = if before { &t.before } else { &t.after };
+        match side.as_slice() {
+            [] => Side::Nothing,
+            [id] => Side::Token(*id),
+            _ => Side::Unknown,
+        }
+    }
+
+    /// One line for the user: the engine, and the special tokens put around documents.
+    pub fn describe(&self, tok: &Tokenizer, cfg: &TokenizeConfig) -> String {
+        let name = |id: u32| tok.special_content(id).map_or_else(|| format!("id {id}"), |c| format!("{c:?}"));
+        let source = if tok.template().is_some() { "from its post-processor" } else { "by name" };
+        let around = match &cfg.objective {
+            Objective::Clm => format!(
+                "{}text + EOS {} ({source}; --bos-token/--no-bos/--eos-token change them)",
+                cfg.bos.map(|b| format!("BOS {} + ", name(b))).unwrap_or_default(),
+                name(cfg.eos)
+            ),
+            Objective::Mlm(m) => {
+                format!(
+                    "CLS {} + text + SEP {} ({source}; --cls-token/--sep-token change them)",
+                    name(m.cls),
+                    name(m.sep)
+                )
+            }
+        };
+        format!("tokenizer: {} engine; each document: {around}", tok.engine())
     }
 
     /// The pipeline configuration and the manifest's `config` block (every option that can
@@ -421,13 +478,28 @@ impl TokenizeOptions {
         });
         let cfg = match self.objective {
             ObjectiveKind::Clm => {
-                let eos = self.need(tok, self.eos_token.as_ref(), &EOS_CANDIDATES, "eos_token", "EOS")?;
+                let eos = self.need(
+                    tok,
+                    self.eos_token.as_ref(),
+                    Self::from_template(tok, false),
+                    &EOS_CANDIDATES,
+                    "eos_token",
+                    "EOS",
+                )?;
                 let bos = if self.use_bos {
-                    self.find(tok, self.bos_token.as_ref(), &BOS_CANDIDATES, "bos_token")?
+                    self.find(
+                        tok,
+                        self.bos_token.as_ref(),
+                        Self::from_template(tok, true),
+                        &BOS_CANDIDATES,
+                        "bos_token",
+                    )?
                 } else {
                     None
                 };
-                let pad = self.find(tok, self.pad_token.as_ref(), &PAD_CANDIDATES, "pad_token")?.unwrap_or(eos);
+                let pad = self
+                    .find(tok, self.pad_token.as_ref(), Side::Unknown, &PAD_CANDIDATES, "pad_token")?
+                    .unwrap_or(eos);
                 let rows_per_shard = (size / (self.seq_len as u64 * dtype_bytes)).max(1);
                 extend(
                     &mut config,
@@ -456,19 +528,42 @@ impl TokenizeOptions {
                 }
             }
             ObjectiveKind::Mlm => {
-                let cls = self.need(tok, self.cls_token.as_ref(), &CLS_CANDIDATES, "cls_token", "CLS")?;
-                let sep = self.need(tok, self.sep_token.as_ref(), &SEP_CANDIDATES, "sep_token", "SEP")?;
-                let pad = self.need(tok, self.pad_token.as_ref(), &MLM_PAD_CANDIDATES, "pad_token", "PAD")?;
+                let cls = self.need(
+                    tok,
+                    self.cls_token.as_ref(),
+                    Self::from_template(tok, true),
+                    &CLS_CANDIDATES,
+                    "cls_token",
+                    "CLS",
+                )?;
+                let sep = self.need(
+                    tok,
+                    self.sep_token.as_ref(),
+                    Self::from_template(tok, false),
+                    &SEP_CANDIDATES,
+                    "sep_token",
+                    "SEP",
+                )?;
+                let pad =
+                    self.need(tok, self.pad_token.as_ref(), Side::Unknown, &MLM_PAD_CANDIDATES, "pad_token", "PAD")?;
                 // Recorded in the manifest for dynamic masking; required only to mask here.
                 let mask = if self.static_masking {
-                    Some(self.need(tok, self.mask_token.as_ref(), &MASK_CANDIDATES, "mask_token", "MASK")?)
+                    Some(self.need(
+                        tok,
+                        self.mask_token.as_ref(),
+                        Side::Unknown,
+                        &MASK_CANDIDATES,
+                        "mask_token",
+                        "MASK",
+                    )?)
                 } else {
-                    self.find(tok, self.mask_token.as_ref(), &MASK_CANDIDATES, "mask_token")?
+                    self.find(tok, self.mask_token.as_ref(), Side::Unknown, &MASK_CANDIDATES, "mask_token")?
                 };
                 // input_ids + token types + special mask + word starts (+ int32 labels when masked).
                 let row_bytes = self.seq_len as u64 * (dtype_bytes + 3 + if self.static_masking { 4 } else { 0 }) + 5;
                 let rows_per_shard = (size / row_bytes).max(1);
-                let mut specials: Vec<u32> = tok.specials().iter().map(|s| s.id).chain([cls, sep, pad]).collect();
+                let mut specials: Vec<u32> =
+                    tok.added_tokens().iter().filter(|a| a.special).map(|a| a.id).chain([cls, sep, pad]).collect();
                 specials.sort_unstable();
                 specials.dedup();
                 let nsp = self.layout == Layout::NspPairs;
@@ -551,6 +646,10 @@ impl TokenizeOptions {
         self.validate(given)?;
         let tok = self.load_tokenizer()?;
         let (cfg, config) = self.resolve(&tok)?;
+        progress.note(self.describe(&tok, &cfg));
+        for n in tok.notes() {
+            progress.note(format!("tokenizer: {n}"));
+        }
         let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
         let out = Path::new(&self.out);
         let lock = OutputLock::directory(out, "tokenize")?;

@@ -3,9 +3,11 @@
 //! type, so nothing downstream branches on the objective: the row sinks of the objective take
 //! that batch type ([`super::sink::RowSink::Batch`]).
 
-use crate::bpe::{EncodeCache, Tokenizer};
+use crate::bpe::EncodeCache;
+use crate::error::Result;
 use crate::mask::sentences::split_sentences;
 use crate::rows::mlm::Documents;
+use crate::tokenizer::{Tokenizer, DOCUMENT_TEXT};
 
 /// Encodes documents for one objective.
 pub(super) trait Encoder: Sync {
@@ -14,7 +16,7 @@ pub(super) trait Encoder: Sync {
     /// An empty batch for up to `docs` documents of `text_bytes` bytes of text in all.
     fn batch(&self, text_bytes: usize, docs: usize) -> Self::Batch;
     /// Encodes `text` as the next document of `out`.
-    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch);
+    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch) -> Result<()>;
     /// Tokens in `batch` (progress).
     fn tokens(batch: &Self::Batch) -> u64;
 }
@@ -29,10 +31,11 @@ impl Encoder for Ids<'_> {
         Vec::with_capacity(docs)
     }
 
-    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch) {
+    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch) -> Result<()> {
         let mut ids = Vec::with_capacity(text.len() / 3);
-        self.0.encode_into(text, cache, &mut ids);
+        self.0.encode_into(text, DOCUMENT_TEXT, cache, &mut ids)?;
         out.push(ids);
+        Ok(())
     }
 
     fn tokens(batch: &Self::Batch) -> u64 {
@@ -52,15 +55,16 @@ impl Encoder for Sentences<'_> {
         Documents::with_capacity(text_bytes / 4)
     }
 
-    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch) {
+    fn encode(&self, cache: &mut EncodeCache, text: &str, out: &mut Self::Batch) -> Result<()> {
         for r in split_sentences(text) {
             let (ids, ws) = out.tokens_mut();
-            self.0.encode_with_word_starts(&text[r], cache, ids, ws);
+            self.0.encode_with_word_starts(&text[r], cache, ids, ws)?;
             if out.open_sentence_len() > 0 {
                 out.end_sentence();
             }
         }
         out.end_document();
+        Ok(())
     }
 
     fn tokens(batch: &Self::Batch) -> u64 {

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use super::encode::{Encoder, Ids, Sentences};
 use super::resume::{Checkpoints, OutDir};
 use super::sink::{Causal, FullSentence, Nsp, RowSink, ShardFiles};
-use crate::bpe::{EncodeCache, Tokenizer};
+use crate::bpe::EncodeCache;
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
 use crate::dedup::{find_duplicates, DedupConfig};
 use crate::error::{Error, Result};
@@ -39,6 +39,7 @@ use crate::rows::mlm::SequenceConfig;
 use crate::shards::manifest::{DocumentCounts, Manifest, SplitInfo, StreamState, TokenizerInfo};
 use crate::shards::mlm::mlm_schema;
 use crate::shards::{causal_schema, Dtype, SCHEMA_VERSION};
+use crate::tokenizer::Tokenizer;
 
 pub use crate::rows::causal::LastRow;
 pub use crate::rows::mlm::Layout;
@@ -399,7 +400,7 @@ impl Run<'_> {
                     for d in &batch.docs {
                         let Some(split) = wanted(d.index) else { continue };
                         meta.push((d.index, split));
-                        encoder.encode(cache, &d.text, &mut docs);
+                        encoder.encode(cache, &d.text, &mut docs)?;
                     }
                     self.progress.add_tokens(E::tokens(&docs));
                     tx.send(Encoded { seq: batch.seq, meta, docs }).map_err(|_| Error::Cancelled)

@@ -118,8 +118,8 @@ fn mask_batch<'py>(
 
 type IdsAndStarts<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u8>>);
 
-/// `(ids, word_start)` of `text`: `word_start[i]` is 1 when token `i` begins a word (the first
-/// token of a pre-tokenizer piece holding a letter or digit).
+/// `(ids, word_start)` of `text` (special tokens as text): `word_start[i]` is 1 when token `i`
+/// begins a word, by the tokenizer's own convention.
 #[pyfunction]
 #[allow(clippy::type_complexity)] // (ids, word starts), spelled out for the reader
 fn encode_with_word_starts<'py>(
@@ -130,7 +130,7 @@ fn encode_with_word_starts<'py>(
     let tok = &tokenizer.get().0;
     let (ids, ws) = run_detached(py, || {
         let (mut ids, mut ws) = (Vec::new(), Vec::new());
-        tok.encode_with_word_starts(text, &mut EncodeCache::new(), &mut ids, &mut ws);
+        tok.encode_with_word_starts(text, &mut EncodeCache::new(), &mut ids, &mut ws)?;
         Ok((ids, ws))
     })?;
     Ok((PyArray1::from_vec(py, ids), PyArray1::from_vec(py, ws)))

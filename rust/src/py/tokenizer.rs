@@ -4,23 +4,39 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::PyArray1;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::corpus::stats_dict;
 use super::{options, run_detached, PyProgress};
-use crate::bpe::Tokenizer;
+use crate::bpe;
 use crate::options::TrainBpeOptions;
 use crate::pretokenize::{Pattern, PreTokenizer};
+use crate::tokenizer::{EncodeOptions, Tokenizer};
 
-/// A byte-level BPE tokenizer. Thread-safe; encoding releases the GIL.
+/// A tokenizer: any HF `tokenizer.json`, a `.tiktoken` ranks file, or one we trained.
+/// Thread-safe; encoding releases the GIL.
 #[pyclass(name = "Tokenizer", frozen)]
 pub struct PyTokenizer(pub Arc<Tokenizer>);
 
+impl PyTokenizer {
+    /// The byte-level BPE model, for what only it has (merges, pattern, tiktoken export).
+    fn bpe(&self, what: &str) -> PyResult<&bpe::Tokenizer> {
+        self.0.bpe().ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{what} applies to byte-level BPE tokenizers on the own engine; this one runs on the {} engine",
+                self.0.engine()
+            ))
+        })
+    }
+}
+
 #[pymethods]
 impl PyTokenizer {
-    /// Loads a byte-level BPE `tokenizer.json` (ours or HF's), or a `.tiktoken` ranks file
-    /// (split pattern from its `.json` sidecar, or `pattern`: gpt2, cl100k, o200k or a regex).
+    /// Loads any HF `tokenizer.json`, or a `.tiktoken` ranks file (split pattern from its `.json`
+    /// sidecar, or `pattern`: gpt2, cl100k, o200k or a regex). What it cannot run exactly it
+    /// refuses with a ValueError naming the JSON path.
     #[staticmethod]
     #[pyo3(signature = (path, pattern=None))]
     fn from_file(py: Python<'_>, path: PathBuf, pattern: Option<&str>) -> PyResult<Self> {
@@ -28,43 +44,57 @@ impl PyTokenizer {
         Ok(Self(Arc::new(run_detached(py, || Tokenizer::from_file(&path, pattern))?)))
     }
 
-    /// Ids of `text`. Special-token strings in `text` are encoded as ordinary text.
-    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
+    /// Ids of `text`, as HF `encode(text, add_special_tokens).ids` with
+    /// `encode_special_tokens = split_special_tokens`.
+    #[pyo3(signature = (text, add_special_tokens=false, split_special_tokens=false))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        add_special_tokens: bool,
+        split_special_tokens: bool,
+    ) -> PyResult<Vec<u32>> {
         let tok = &self.0;
-        run_detached(py, || Ok(tok.encode(text)))
+        run_detached(py, || tok.encode(text, EncodeOptions { add_special_tokens, split_special_tokens }))
     }
 
     /// Ids of each text, as a list of `numpy.uint32` arrays (moved, not copied, into numpy).
-    #[pyo3(signature = (texts, threads=None))]
+    #[pyo3(signature = (texts, threads=None, add_special_tokens=false, split_special_tokens=false))]
     fn encode_batch<'py>(
         &self,
         py: Python<'py>,
         texts: Vec<String>,
-        threads: Option<usize>,
+        threads: Option<i64>,
+        add_special_tokens: bool,
+        split_special_tokens: bool,
     ) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
         let tok = &self.0;
-        let threads = threads.unwrap_or_else(crate::all_cores);
+        let threads = match threads {
+            None => crate::all_cores(),
+            Some(t) if (1..=4096).contains(&t) => t as usize,
+            Some(t) => return Err(PyValueError::new_err(format!("threads: {t} is not between 1 and 4096"))),
+        };
         let ids = run_detached(py, || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            Ok(tok.encode_batch(&refs, threads))
+            tok.encode_batch(&refs, threads, EncodeOptions { add_special_tokens, split_special_tokens })
         })?;
         Ok(ids.into_iter().map(|v| PyArray1::from_vec(py, v)).collect())
     }
 
-    /// Text of `ids`; invalid UTF-8 (ids cut inside a character) becomes U+FFFD.
-    fn decode(&self, ids: Vec<u32>) -> PyResult<String> {
-        let bytes = self.0.decode_bytes(&ids).map_err(super::to_pyerr)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    /// Text of `ids`, as HF `decode` gives it.
+    #[pyo3(signature = (ids, skip_special_tokens=false))]
+    fn decode(&self, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
+        self.0.decode(&ids, skip_special_tokens).map_err(super::to_pyerr)
     }
 
-    /// Bytes of `ids`.
+    /// Bytes of `ids` (byte-level BPE).
     fn decode_bytes(&self, ids: Vec<u32>) -> PyResult<Vec<u8>> {
-        self.0.decode_bytes(&ids).map_err(super::to_pyerr)
+        self.bpe("decode_bytes")?.decode_bytes(&ids).map_err(super::to_pyerr)
     }
 
-    /// Bytes of one id, or None.
-    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
-        self.0.token_bytes(id).map(<[u8]>::to_vec)
+    /// Bytes of one id, or None (byte-level BPE).
+    fn token_bytes(&self, id: u32) -> PyResult<Option<Vec<u8>>> {
+        Ok(self.bpe("token_bytes")?.token_bytes(id).map(<[u8]>::to_vec))
     }
 
     /// Id of a special token, or None.
@@ -72,9 +102,10 @@ impl PyTokenizer {
         self.0.special_id(content)
     }
 
+    /// `(content, id)` of the special added tokens.
     #[getter]
     fn special_tokens(&self) -> Vec<(String, u32)> {
-        self.0.specials().iter().map(|s| (s.content.clone(), s.id)).collect()
+        self.0.added_tokens().iter().filter(|a| a.special).map(|a| (a.content.clone(), a.id)).collect()
     }
 
     #[getter]
@@ -82,37 +113,56 @@ impl PyTokenizer {
         self.0.vocab_size()
     }
 
+    /// `own` (our byte-level BPE encoder) or `hf` (the `tokenizers` crate).
     #[getter]
-    fn num_merges(&self) -> usize {
-        self.0.merges().len()
+    fn engine(&self) -> &'static str {
+        self.0.engine()
+    }
+
+    /// What the loader decided that you should know (engine choice, settings not applied).
+    #[getter]
+    fn notes(&self) -> Vec<String> {
+        self.0.notes().to_vec()
+    }
+
+    /// `(before, after)`: the special ids the post-processor puts around one text; None when the
+    /// file has no post-processor.
+    #[getter]
+    fn template(&self) -> Option<(Vec<u32>, Vec<u32>)> {
+        self.0.template().map(|t| (t.before.clone(), t.after.clone()))
+    }
+
+    #[getter]
+    fn num_merges(&self) -> PyResult<usize> {
+        Ok(self.bpe("num_merges")?.merges().len())
     }
 
     /// The split regex.
     #[getter]
-    fn pattern(&self) -> String {
-        self.0.pattern().regex().to_string()
+    fn pattern(&self) -> PyResult<String> {
+        Ok(self.bpe("pattern")?.pattern().regex().to_string())
     }
 
     /// Pre-tokenization pieces of `text`.
-    fn split(&self, text: &str) -> Vec<String> {
-        self.0.pre_tokenizer().pieces(text).into_iter().map(String::from).collect()
+    fn split(&self, text: &str) -> PyResult<Vec<String>> {
+        Ok(self.bpe("split")?.pre_tokenizer().pieces(text).into_iter().map(String::from).collect())
     }
 
     /// Writes `tokenizer.json` (HF format) atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        let tok = &self.0;
+        let tok = self.bpe("save")?;
         run_detached(py, || tok.save_hf(&path))
     }
 
     /// Writes a `.tiktoken` ranks file and its `.json` sidecar (pattern, special tokens).
     #[pyo3(signature = (path, name="dataprep"))]
     fn save_tiktoken(&self, py: Python<'_>, path: PathBuf, name: &str) -> PyResult<()> {
-        let tok = &self.0;
+        let tok = self.bpe("save_tiktoken")?;
         run_detached(py, || tok.save_tiktoken(&path, name))
     }
 
     fn __repr__(&self) -> String {
-        format!("Tokenizer(vocab_size={}, pattern={:?})", self.0.vocab_size(), self.0.pattern().name())
+        format!("Tokenizer(vocab_size={}, engine={:?})", self.0.vocab_size(), self.0.engine())
     }
 }
 
@@ -148,7 +198,7 @@ fn train_bpe<'py>(
     d.set_item("holdout_tokens", st.holdout_tokens)?;
     d.set_item("threads", threads)?;
     d.set_item("outputs", opts.outputs())?;
-    Ok((PyTokenizer(Arc::new(tok)), d))
+    Ok((PyTokenizer(Arc::new(Tokenizer::from_bpe(tok).map_err(super::to_pyerr)?)), d))
 }
 
 /// `(ranks, sidecar)`: the tiktoken files `train_bpe` writes next to a `tokenizer.json`.

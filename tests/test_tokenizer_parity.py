@@ -171,6 +171,7 @@ def normalizer_st(draw: st.DrawFn) -> Any:
                 "ReplaceRegex",
                 "Prepend",
                 "BertNormalizer",
+                "Precompiled",
             ]
         )
     )
@@ -190,6 +191,9 @@ def normalizer_st(draw: st.DrawFn) -> Any:
             strip_accents=draw(st.sampled_from([None, True, False])),
             lowercase=draw(st.booleans()),
         )
+    if kind == "Precompiled":
+        keys = draw(st.lists(st.sampled_from(sorted(zoo.CHARSMAP)), unique=True, min_size=1))
+        return normalizers.Precompiled(zoo.precompiled_charsmap({k: zoo.CHARSMAP[k] for k in keys}))
     return getattr(normalizers, kind)()
 
 

@@ -6,20 +6,21 @@ XLM-R, Llama-2/Mistral, GPT-NeoX, ...), with a vocabulary of a few hundred ids t
 bundled demo corpus plus a generated mixed-script text. The parity tests load each one with
 `dataprep.Tokenizer.from_file` and with `tokenizers.Tokenizer` and compare ids and decode.
 
-NOTE: the T5/XLM-R layouts use `Sequence[NFKC, Replace]` where the real files have a
-`Precompiled` normalizer: a `precompiled_charsmap` is a SentencePiece double-array trie that
-`tokenizers` cannot build, and `sentencepiece` (which can) is not among the test dependencies.
-`Precompiled` itself is covered by the schema test with the one charsmap buildable by hand: the
-empty one.
+NOTE: the T5/XLM-R layouts' `Precompiled` normalizer carries a small charsmap built here
+(`precompiled_charsmap`: a handful of NFKC-like rewrites in SentencePiece's double-array trie),
+not the ~240 KB nmt_nfkc one of the real files: `sentencepiece`, which writes those, is not
+among the test dependencies, and shipping one would test the same code paths.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import gzip
 import json
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ from tokenizers import (
 
 DEMO = Path(__file__).parent / "data" / "demo"
 
+# GPT-2's pattern as tiktoken writes it (tiktoken_ext/openai_public.py r50k_pat_str).
+GPT2_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
 # The split patterns of the model families (copied from their tokenizer.json files).
 GPT4_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -99,6 +104,60 @@ def corpus() -> tuple[str, ...]:
 def small_corpus() -> list[str]:
     """Every 8th line of `corpus()`: for the property tests that train a tokenizer per example."""
     return list(corpus()[::8]) + EXTRA_TEXT
+
+
+def precompiled_charsmap(mapping: dict[str, str]) -> bytes:
+    """A SentencePiece `precompiled_charsmap` rewriting each key of `mapping` (UTF-8 bytes) to
+    its value: [u32 trie size][darts-clone double array of u32 units][values, NUL-terminated].
+
+    Units: bits 0-7 label, bit 8 has-leaf, bits 10-31 offset (XOR from the unit's position to
+    its children's base); a node's value sits at its base (label 0) with bit 31 set.
+    """
+    normalized = bytearray()
+    trie: dict[Any, Any] = {}
+    for key, value in mapping.items():
+        node = trie
+        for b in key.encode():
+            node = node.setdefault(b, {})
+        node[None] = len(normalized)
+        normalized += value.encode() + b"\0"
+    used = {0}
+
+    def place(node: dict[Any, Any]) -> int:
+        """The first base whose slots (base ^ label, and base itself for a value) are free."""
+        base = 1
+        while True:
+            slots = [base ^ c for c in node if c is not None] + ([base] if None in node else [])
+            if base not in used and not used.intersection(slots):
+                used.update(slots, [base])
+                return base
+            base += 1
+
+    root = place(trie)
+    units = {0: root << 10}
+    stack = [(trie, root)]
+    while stack:
+        node, base = stack.pop()
+        if None in node:
+            units[base] = (1 << 31) | node[None]
+        for c, child in node.items():
+            if c is not None:
+                child_base = place(child)
+                units[base ^ c] = ((base ^ c ^ child_base) << 10) | ((None in child) << 8) | c
+                stack.append((child, child_base))
+    # Every base ^ byte a lookup can reach must be inside the array.
+    size = (max(*units, *(used or {0})) | 0xFF) + 1
+    blob = b"".join(struct.pack("<I", units.get(i, 0)) for i in range(size))
+    return struct.pack("<I", len(blob)) + blob + bytes(normalized)
+
+
+# NFKC-like rewrites in the spirit of nmt_nfkc: compatibility forms, spaces, a deletion, and
+# multi-character keys (a grapheme rewritten as a whole).
+CHARSMAP = {
+    "ﬁ": "fi", "ﬂ": "fl", "①": "1", "②": "2", "Ａ": "A", "Ｂ": "B", "Ｃ": "C", "ｆ": "f",
+    "\u3000": " ", "\u00a0": " ", "\u2003": " ", "\t": " ", "…": "...", "™": "TM",
+    "\u200b": "", "\ufeff": "", "e\u0301": "é", "A\u030a": "Å", "ㄱ": "ᄀ", "½": "1⁄2",
+}  # fmt: skip
 
 
 def doc(tok: Tokenizer) -> dict[str, Any]:
@@ -279,7 +338,10 @@ def bert_cased_processing() -> dict[str, Any]:
 def unigram(specials: list[str], single: str, pair: str, names: list[str]) -> dict[str, Any]:
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+        [
+            normalizers.Precompiled(precompiled_charsmap(CHARSMAP)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
     )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
@@ -679,3 +741,28 @@ def mismatches(ours: Any, hf: Tokenizer, texts: list[str], limit: int = 5) -> li
         if len(out) >= limit:
             break
     return out
+
+
+def byte_decoder() -> dict[str, int]:
+    return {byte_char(b): b for b in range(256)}
+
+
+def tiktoken_ranks(tj: dict[str, Any]) -> dict[bytes, int]:
+    """The mergeable ranks of a byte-level BPE file (its model vocab as bytes, rank = id)."""
+    dec = byte_decoder()
+    added = {a["content"] for a in tj["added_tokens"]}
+    return {
+        bytes(dec[c] for c in token): i
+        for token, i in tj["model"]["vocab"].items()
+        if token not in added
+    }
+
+
+def write_tiktoken(ranks: dict[bytes, int], path: Path) -> Path:
+    """A .tiktoken file as tiktoken writes it: `base64(token) rank` per line, by rank."""
+    lines = [
+        f"{base64.b64encode(t).decode()} {r}\n"
+        for t, r in sorted(ranks.items(), key=lambda x: x[1])
+    ]
+    path.write_text("".join(lines), encoding="ascii")
+    return path

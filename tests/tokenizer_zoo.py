@@ -340,14 +340,12 @@ def bert_cased_processing() -> dict[str, Any]:
     return with_component(tj, "post_processor", post)
 
 
-def unigram(specials: list[str], single: str, pair: str, names: list[str]) -> dict[str, Any]:
+def unigram(
+    specials: list[str], single: str, pair: str, names: list[str], nfkc: bool = False
+) -> dict[str, Any]:
     tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.Sequence(
-        [
-            normalizers.Precompiled(precompiled_charsmap(CHARSMAP)),
-            normalizers.Replace(Regex(" {2,}"), " "),
-        ]
-    )
+    first = normalizers.NFKC() if nfkc else normalizers.Precompiled(precompiled_charsmap(CHARSMAP))
+    tok.normalizer = normalizers.Sequence([first, normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
@@ -372,6 +370,13 @@ def xlmr() -> dict[str, Any]:
         if a["content"] == "<mask>":
             a["lstrip"] = True
     return tj
+
+
+def unigram_nfkc() -> dict[str, Any]:
+    """T5-like, NFKC where the real file has Precompiled (as files converted without one)."""
+    return unigram(
+        ["<pad>", "</s>", "<unk>"], "$A </s>", "$A </s> $B:1 </s>:1", ["</s>"], nfkc=True
+    )
 
 
 LLAMA2_SPECIALS = ["<unk>", "<s>", "</s>"]
@@ -593,6 +598,7 @@ LAYOUTS: dict[str, Callable[[], dict[str, Any]]] = {
     "bert_cased_processing": bert_cased_processing,
     "t5": t5,
     "xlmr": xlmr,
+    "unigram_nfkc": unigram_nfkc,
     "llama2": llama2,
     "mistral": mistral,
     "sentencepiece_always": sentencepiece_always,
@@ -668,6 +674,7 @@ HARD_TEXTS = [
     "[ENT] x[ENT]y [E2]  z xyzzy XYZZY Plugh PLUGH <|im_start|>user\nhi<|im_end|>\n",
     "\t\t\t\t tabs \t\t",
     "é è ê ë É \u00e9\u0301 ÿ þ ð",
+    "an unreachable parity 1234 한국 hello world é <|im_sep|>",
 ]  # fmt: skip
 
 # Pieces the hypothesis texts are drawn from, besides arbitrary characters.

@@ -37,9 +37,8 @@ HALF_CHARACTER = b"\xf0\x9f\x98"
 
 @functools.cache
 def trained_ranks() -> dict[bytes, int]:
-    """The o200k layout's vocabulary as contiguous ranks 0..n-1 (in id order)."""
-    ranks = zoo.tiktoken_ranks(zoo.build("o200k"))
-    return {t: i for i, t in enumerate(sorted(ranks, key=ranks.__getitem__))}
+    """The o200k layout's vocabulary as ranks."""
+    return zoo.tiktoken_ranks(zoo.build("o200k"))
 
 
 @functools.cache

@@ -760,14 +760,12 @@ def byte_decoder() -> dict[str, int]:
 
 
 def tiktoken_ranks(tj: dict[str, Any]) -> dict[bytes, int]:
-    """The mergeable ranks of a byte-level BPE file (its model vocab as bytes, rank = id)."""
+    """The mergeable ranks of a byte-level BPE file: its model vocab (added tokens left out) as
+    bytes, ranked 0..n-1 in id order (merge order, for a trained vocabulary)."""
     dec = byte_decoder()
     added = {a["content"] for a in tj["added_tokens"]}
-    return {
-        bytes(dec[c] for c in token): i
-        for token, i in tj["model"]["vocab"].items()
-        if token not in added
-    }
+    vocab = sorted((i, t) for t, i in tj["model"]["vocab"].items() if t not in added)
+    return {bytes(dec[c] for c in token): rank for rank, (_, token) in enumerate(vocab)}
 
 
 def write_tiktoken(ranks: dict[bytes, int], path: Path) -> Path:

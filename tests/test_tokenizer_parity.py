@@ -64,19 +64,27 @@ def test_layout_hard_texts(load: Callable[[str], Pair], name: str) -> None:
     assert not bad, f"{name} ({ours.engine}):\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("name", LAYOUTS)
-def test_layout_template(load: Callable[[str], Pair], name: str) -> None:
+def check_template(ours: Tokenizer, hf: HFTokenizer, tj: dict[str, Any]) -> None:
     """tok.template: the special ids the post-processor puts around one sequence, as HF puts
     them; None when the file has no post_processor."""
-    ours, hf = load(name)
-    if zoo.build(name)["post_processor"] is None:
+    if tj["post_processor"] is None:
         assert ours.template is None
         return
     assert ours.template is not None
     before, after = ours.template
     for text in ("Hello world", "", "한국어 [CLS]"):
-        plain = zoo.hf_encode(hf, text, False, False)
-        assert zoo.hf_encode(hf, text, True, False) == [*before, *plain, *after], text
+        try:
+            plain = zoo.hf_encode(hf, text, False, False)
+            full = zoo.hf_encode(hf, text, True, False)
+        except zoo.HFFailed:
+            continue
+        assert full == [*before, *plain, *after], text
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_layout_template(load: Callable[[str], Pair], name: str) -> None:
+    ours, hf = load(name)
+    check_template(ours, hf, zoo.build(name))
 
 
 def test_layout_notes(load: Callable[[str], Pair]) -> None:
@@ -263,8 +271,17 @@ def added_st(draw: st.DrawFn) -> list[AddedToken]:
     ]
 
 
+class Config(dict[str, Any]):
+    """A drawn tokenizer.json whose repr (in hypothesis' reports) leaves out the vocabulary."""
+
+    def __repr__(self) -> str:
+        parts = {k: v for k, v in self.items() if k != "model"}
+        parts["model"] = {k: v for k, v in self["model"].items() if k not in ("vocab", "merges")}
+        return f"Config({json.dumps(parts, ensure_ascii=False)})"
+
+
 @st.composite
-def config_st(draw: st.DrawFn) -> dict[str, Any]:
+def config_st(draw: st.DrawFn) -> Config:
     """A random tokenizer.json: normalizer and pre-tokenizer sequences, a model trained on a
     small corpus with random options, added tokens with random flags, a post-processor, a
     decoder."""
@@ -391,7 +408,7 @@ def config_st(draw: st.DrawFn) -> dict[str, Any]:
     decoder = draw(st.sampled_from(decoder_choices))
     if decoder is not None:
         tok.decoder = decoder
-    return zoo.doc(tok)
+    return Config(zoo.doc(tok))
 
 
 @settings(
@@ -410,5 +427,6 @@ def test_random_configuration(tj: dict[str, Any], texts: list[str]) -> None:
         path = zoo.write(tj, Path(d) / "tokenizer.json")
         ours = Tokenizer.from_file(str(path))
     assert ours.vocab_size == hf.get_vocab_size(with_added_tokens=True)
+    check_template(ours, hf, tj)
     bad = zoo.mismatches(ours, hf, texts, limit=3)
-    assert not bad, json.dumps(tj, ensure_ascii=False)[:4000] + "\n" + "\n".join(bad)
+    assert not bad, "\n".join(bad)

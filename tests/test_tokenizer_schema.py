@@ -302,27 +302,33 @@ def word_level(tj: dict[str, Any]) -> None:
     tj["model"] = {"type": "WordLevel", "vocab": tj["model"]["vocab"], "unk_token": "[UNK]"}
 
 
+FLAG_KEYS = ["single_word", "lstrip", "rstrip", "normalized", "special"]
+
+
+def add_tokens(tj: dict[str, Any], contents: list[str], flags: dict[str, bool]) -> None:
+    """Appends added tokens: at the id the model's vocabulary has for the content, else after
+    the last id."""
+    vocab = tj["model"]["vocab"]
+    ids = dict(vocab) if isinstance(vocab, dict) else {p: i for i, (p, _) in enumerate(vocab)}
+    top = max([*ids.values(), *(a["id"] for a in tj["added_tokens"])])
+    for content in contents:
+        if content in ids:
+            i = ids[content]
+        else:
+            top += 1
+            i = top
+        tj["added_tokens"].append({"id": i, "content": content, **flags})
+
+
 def added_token_variants() -> list[tuple[str, str, Callable[[dict[str, Any]], None]]]:
     out: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = []
     for flags in itertools.product([False, True], repeat=5):
         single_word, lstrip, rstrip, normalized, special = flags
 
         def edit(tj: dict[str, Any], flags: tuple[bool, ...] = flags) -> None:
-            top = max(a["id"] for a in tj["added_tokens"])
-            vocab = tj["model"]["vocab"]
-            top = max(top, len(vocab) - 1 if isinstance(vocab, list) else max(vocab.values()))
-            for k, content in enumerate(["<X>", "ab", "é"]):
-                tj["added_tokens"].append(
-                    {
-                        "id": top + 1 + k,
-                        "content": content,
-                        "single_word": flags[0],
-                        "lstrip": flags[1],
-                        "rstrip": flags[2],
-                        "normalized": flags[3],
-                        "special": flags[4],
-                    }
-                )
+            # A content already in the model's vocabulary keeps that id (as files have it; a
+            # different id is its own case: test_added_token_id_differs_from_vocab).
+            add_tokens(tj, ["<X>", "ab", "é"], dict(zip(FLAG_KEYS, flags, strict=True)))
 
         label = f"sw={single_word},l={lstrip},r={rstrip},norm={normalized},special={special}"
         out += [(base, label, edit) for base in ("gpt2", "bert")]
@@ -565,6 +571,18 @@ def test_loads_older_files(tmp_path: Path) -> None:
         del tj["model"][key]
     del tj["version"]
     must_load(tj, tmp_path, "older gpt2")
+
+
+def test_added_token_id_differs_from_vocab(tmp_path: Path) -> None:
+    """An added token whose content the model's vocabulary has at another id: HF encodes it
+    with the vocabulary's id (and the file's id decodes to ""). Exact or refused."""
+    for base, content in (("gpt2", "ab"), ("gpt2", "é"), ("bert", "the")):
+        tj = zoo.build(base)
+        assert content in tj["model"]["vocab"]
+        top = max(tj["model"]["vocab"].values())
+        flags = dict.fromkeys(FLAG_KEYS, False)
+        tj["added_tokens"].append({"id": top + 1, "content": content, **flags})
+        assert_exact_or_refused(tj, tmp_path / "tokenizer.json", f"{content!r} on {base}")
 
 
 def test_loads_dropout_null(tmp_path: Path) -> None:

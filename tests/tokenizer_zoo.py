@@ -521,7 +521,8 @@ def gpt2_no_control_bytes() -> dict[str, Any]:
 
 # Tokens real byte-level files carry outside the byte alphabet (never produced by the merges,
 # but decodable and reachable as added tokens or by ignore_merges look-up).
-FOREIGN_TOKENS = ["hello world", "é", "<|im_sep|>", "\u2581the", "\t"]
+# ("ж" is outside it; "é" is not: byte 0xE9 is written as itself.)
+FOREIGN_TOKENS = ["hello world", "ж", "<|im_sep|>", "\u2581the", "\t"]
 
 
 def gpt2_foreign_tokens() -> dict[str, Any]:
@@ -529,6 +530,7 @@ def gpt2_foreign_tokens() -> dict[str, Any]:
     tj = build("gpt2")
     top = max(tj["model"]["vocab"].values())
     for k, t in enumerate(FOREIGN_TOKENS):
+        assert t not in tj["model"]["vocab"]
         tj["model"]["vocab"][t] = top + 1 + k
     return tj
 
@@ -674,7 +676,7 @@ HARD_TEXTS = [
     "[ENT] x[ENT]y [E2]  z xyzzy XYZZY Plugh PLUGH <|im_start|>user\nhi<|im_end|>\n",
     "\t\t\t\t tabs \t\t",
     "é è ê ë É \u00e9\u0301 ÿ þ ð",
-    "an unreachable parity 1234 한국 hello world é <|im_sep|>",
+    "an unreachable parity 1234 한국 hello world ж <|im_sep|>",
 ]  # fmt: skip
 
 # Pieces the hypothesis texts are drawn from, besides arbitrary characters.

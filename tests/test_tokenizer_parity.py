@@ -9,6 +9,7 @@ HF is read with `no_truncation()`/`no_padding()`: we do not apply what a file sa
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Callable
@@ -430,3 +431,68 @@ def test_random_configuration(tj: dict[str, Any], texts: list[str]) -> None:
     check_template(ours, hf, tj)
     bad = zoo.mismatches(ours, hf, texts, limit=3)
     assert not bad, "\n".join(bad)
+
+
+# Byte-level BPE configurations (the layouts our own engine takes, when it can): a normalizer
+# from the NF forms or none, ByteLevel alone or after Splits, options and added tokens drawn.
+SPLIT_PATTERNS = [zoo.GPT4_PATTERN, zoo.QWEN2_PATTERN, zoo.O200K_PATTERN, *zoo.DEEPSEEK_PATTERNS]
+
+
+@functools.cache
+def byte_level_base(ignore_merges: bool) -> str:
+    tj = zoo.build("gpt2")
+    tj["model"]["ignore_merges"] = ignore_merges
+    return json.dumps(tj)
+
+
+@st.composite
+def byte_level_config_st(draw: st.DrawFn) -> Config:
+    tj = json.loads(byte_level_base(draw(st.booleans())))
+    tok = HFTokenizer.from_str(json.dumps(tj))
+    norm = draw(st.sampled_from([None, None, "NFC", "NFC", "NFKC", "NFD", "NFKD"]))
+    if norm is not None:
+        tok.normalizer = getattr(normalizers, norm)()
+    prefix = draw(st.booleans())
+    layout = draw(st.sampled_from(["ByteLevel", "o200k", "splits"]))
+    if layout == "ByteLevel":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(
+            add_prefix_space=prefix, use_regex=True, trim_offsets=draw(st.booleans())
+        )
+    elif layout == "o200k":  # the o200k layout, as the zoo's
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(zoo.O200K_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=prefix, use_regex=False),
+            ]
+        )
+    else:
+        splits = [
+            pre_tokenizers.Split(Regex(p), behavior=draw(st.sampled_from(SPLIT_BEHAVIORS)))
+            for p in draw(st.lists(st.sampled_from(SPLIT_PATTERNS), min_size=1, max_size=3))
+        ]
+        byte_level = pre_tokenizers.ByteLevel(
+            add_prefix_space=prefix, use_regex=draw(st.booleans())
+        )
+        tok.pre_tokenizer = pre_tokenizers.Sequence([*splits, byte_level])
+    added = draw(added_st())
+    if draw(st.booleans()):  # plain added tokens (no stripping, not single-word) half the time
+        added = [AddedToken(a.content, normalized=a.normalized, special=a.special) for a in added]
+    tok.add_tokens(added)
+    eot = tok.token_to_id("<|endoftext|>")
+    tok.post_processor = draw(
+        st.sampled_from(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(
+                    single="<|endoftext|> $A", pair="$A $B", special_tokens=[("<|endoftext|>", eot)]
+                ),
+            ]
+        )
+    )
+    return Config(zoo.doc(tok))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tj=byte_level_config_st(), texts=st.lists(TEXTS, min_size=1, max_size=4))
+def test_random_byte_level_configuration(tj: dict[str, Any], texts: list[str]) -> None:
+    test_random_configuration.hypothesis.inner_test(tj, texts)  # type: ignore[attr-defined]

@@ -83,6 +83,17 @@ def check_template(ours: Tokenizer, hf: HFTokenizer, tj: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
+def test_layout_long_document(load: Callable[[str], Pair], name: str) -> None:
+    """A document of ~25 KB: English and Korean paragraphs and the hard texts, one string."""
+    ours, hf = load(name)
+    lines = zoo.corpus()
+    korean = [x for x in lines if any("가" <= c <= "힣" for c in x)]
+    document = "\n\n".join([*lines[:40], *korean[:30], *zoo.HARD_TEXTS])
+    bad = zoo.mismatches(ours, hf, [document], limit=1)
+    assert not bad, f"{name} ({ours.engine}): {bad[0][:2000]}"
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
 def test_layout_template(load: Callable[[str], Pair], name: str) -> None:
     ours, hf = load(name)
     check_template(ours, hf, zoo.build(name))

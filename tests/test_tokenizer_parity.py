@@ -151,6 +151,22 @@ def test_layout_decode_any_ids(load: Callable[[str], Pair], name: str, data: st.
         assert ours.decode(ids, skip_special_tokens=skip) == want, (ids, skip)
 
 
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_layout_decode_every_id(load: Callable[[str], Pair], name: str) -> None:
+    """Each id HF knows (model vocabulary and added tokens) decodes alone as HF decodes it, and
+    all of them in one sequence too."""
+    ours, hf = load(name)
+    ids = sorted(set(hf.get_vocab(with_added_tokens=True).values()))
+    for skip in (False, True):
+        bad = [
+            (i, zoo.hf_decode(hf, [i], skip), ours.decode([i], skip_special_tokens=skip))
+            for i in ids
+            if ours.decode([i], skip_special_tokens=skip) != zoo.hf_decode(hf, [i], skip)
+        ]
+        assert not bad, f"{name} ({ours.engine}) skip_special_tokens={skip}: {bad[:5]}"
+        assert ours.decode(ids, skip_special_tokens=skip) == zoo.hf_decode(hf, ids, skip)
+
+
 @pytest.mark.parametrize("name", ["gpt2", "bert", "llama2", "t5", "added_flags"])
 def test_encode_batch_equals_encode(load: Callable[[str], Pair], name: str) -> None:
     ours, _ = load(name)

@@ -535,6 +535,21 @@ def gpt2_foreign_tokens() -> dict[str, Any]:
     return tj
 
 
+def gpt2_id_hole() -> dict[str, Any]:
+    """A byte-level vocabulary with an id missing in the middle (a token no merge uses, removed
+    with its merge): ids stay as they are, the last id is above the count of tokens."""
+    tj = build("gpt2")
+    vocab, merges = tj["model"]["vocab"], tj["model"]["merges"]
+    used = {part for merge in merges for part in merge}
+    token = min(
+        (t for t, i in vocab.items() if i > 500 and len(t) > 1 and t not in used),
+        key=vocab.__getitem__,
+    )
+    del vocab[token]
+    tj["model"]["merges"] = [m for m in merges if "".join(m) != token]
+    return tj
+
+
 def gpt2_ignore_merges() -> dict[str, Any]:
     """ignore_merges with whole words in the vocabulary that no merge sequence reaches."""
     tj = build("gpt2")
@@ -611,6 +626,7 @@ LAYOUTS: dict[str, Callable[[], dict[str, Any]]] = {
     "gpt2_no_control_bytes": gpt2_no_control_bytes,
     "gpt2_foreign_tokens": gpt2_foreign_tokens,
     "gpt2_ignore_merges": gpt2_ignore_merges,
+    "gpt2_id_hole": gpt2_id_hole,
     "bpe_suffix": bpe_suffix,
     "bpe_continuing_prefix": bpe_continuing_prefix,
     "with_truncation_padding": with_truncation_padding,

@@ -105,7 +105,10 @@ NORMALIZERS: dict[str, Any] = {
     },
 }
 
+# FixedLength is in tokenizers >= 0.21 (the test extra allows 0.20).
+FIXED_LENGTH = getattr(pre_tokenizers, "FixedLength", None)
 PRE_TOKENIZERS: dict[str, Any] = {
+    **({"FixedLength(3)": FIXED_LENGTH(length=3)} if FIXED_LENGTH is not None else {}),
     **{
         f"ByteLevel(prefix={p},trim={t},regex={r})": pre_tokenizers.ByteLevel(
             add_prefix_space=p, trim_offsets=t, use_regex=r
@@ -137,7 +140,6 @@ PRE_TOKENIZERS: dict[str, Any] = {
     "UnicodeScripts": pre_tokenizers.UnicodeScripts(),
     "CharDelimiterSplit(-)": pre_tokenizers.CharDelimiterSplit("-"),
     "CharDelimiterSplit(space)": pre_tokenizers.CharDelimiterSplit(" "),
-    "FixedLength(3)": pre_tokenizers.FixedLength(length=3),
     "Sequence(WhitespaceSplit,Digits)": pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits()]
     ),

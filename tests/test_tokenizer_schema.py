@@ -270,6 +270,38 @@ def model_variants() -> list[tuple[str, str, Callable[[dict[str, Any]], None]]]:
                                                 "end_of_word_suffix", "fuse_unk", "byte_fallback",
                                                 "ignore_merges")),
         ]  # fmt: skip
+
+    # Vocabulary and merges as HF reads them (or refuses them: then so must we, with a path).
+    def merge_with_unknown_part(tj: dict[str, Any]) -> None:
+        tj["model"]["merges"].append(["zzq", "qqz"])
+
+    def merge_with_unknown_result(tj: dict[str, Any]) -> None:
+        a, b = "q", "Ġ"
+        assert a + b not in tj["model"]["vocab"]
+        tj["model"]["merges"].append([a, b])
+
+    def duplicate_merge(tj: dict[str, Any]) -> None:
+        tj["model"]["merges"].append(tj["model"]["merges"][0])
+
+    def duplicate_id(tj: dict[str, Any]) -> None:
+        tj["model"]["vocab"]["zzzz"] = 5
+
+    def no_merges(tj: dict[str, Any]) -> None:
+        tj["model"]["merges"] = []
+
+    def empty_model(tj: dict[str, Any]) -> None:
+        tj["model"]["merges"] = []
+        tj["model"]["vocab"] = {}
+
+    out += [
+        ("gpt2", "merge of a token not in the vocab", merge_with_unknown_part),
+        ("gpt2", "merge whose result is not in the vocab", merge_with_unknown_result),
+        ("gpt2", "a merge given twice", duplicate_merge),
+        ("gpt2", "two tokens with one id", duplicate_id),
+        ("gpt2", "unk_token not in the vocab", setter("unk_token", "<nope>")),
+        ("gpt2", "no merges", no_merges),
+        ("gpt2", "empty vocab and merges", empty_model),
+    ]
     # A prefix or suffix only on the vocabularies trained with it: on others HF's BPE builder
     # panics (slicing "##" off a one-character merge part) or aborts the process outright.
     out += [

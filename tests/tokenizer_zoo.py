@@ -550,6 +550,18 @@ def gpt2_id_hole() -> dict[str, Any]:
     return tj
 
 
+def gpt2_shuffled_ids() -> dict[str, Any]:
+    """Ids of the merged tokens in no relation to the merges' order (files converted from other
+    formats): the merges' order alone is the priority."""
+    tj = build("gpt2")
+    vocab = tj["model"]["vocab"]
+    merged = sorted((t for t, i in vocab.items() if i > 256), key=vocab.__getitem__)
+    ids = [vocab[t] for t in merged]
+    for token, i in zip(merged, ids[::-1], strict=True):
+        vocab[token] = i
+    return tj
+
+
 def gpt2_ignore_merges() -> dict[str, Any]:
     """ignore_merges with whole words in the vocabulary that no merge sequence reaches."""
     tj = build("gpt2")
@@ -627,6 +639,7 @@ LAYOUTS: dict[str, Callable[[], dict[str, Any]]] = {
     "gpt2_foreign_tokens": gpt2_foreign_tokens,
     "gpt2_ignore_merges": gpt2_ignore_merges,
     "gpt2_id_hole": gpt2_id_hole,
+    "gpt2_shuffled_ids": gpt2_shuffled_ids,
     "bpe_suffix": bpe_suffix,
     "bpe_continuing_prefix": bpe_continuing_prefix,
     "with_truncation_padding": with_truncation_padding,

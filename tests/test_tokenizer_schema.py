@@ -393,6 +393,47 @@ def top_level_variants() -> list[tuple[str, str, Callable[[dict[str, Any]], None
     return out
 
 
+def malformed_variants() -> list[tuple[str, str, Callable[[dict[str, Any]], None]]]:
+    """Values of the wrong type or out of their set, and what HF infers (a model without its
+    "type"): HF refuses most of these, and then so must we, with the JSON path."""
+
+    def put(*path: Any, value: Any = None, drop: bool = False) -> Callable[[dict[str, Any]], None]:
+        def edit(tj: dict[str, Any]) -> None:
+            node = tj
+            for key in path[:-1]:
+                node = node[key]
+            if drop:
+                del node[path[-1]]
+            else:
+                node[path[-1]] = value
+
+        return edit
+
+    def split(pattern: Any, behavior: str = "Isolated") -> dict[str, Any]:
+        return {"type": "Split", "pattern": pattern, "behavior": behavior, "invert": False}
+
+    metaspace = {
+        "type": "Metaspace",
+        "replacement": "▁",
+        "prepend_scheme": "sometimes",
+        "split": True,
+    }
+    return [
+        ("bert", "max_input_chars_per_word as a string", put("model", "max_input_chars_per_word", value="x")),
+        ("gpt2", "dropout as a string", put("model", "dropout", value="abc")),
+        ("gpt2", "added token id as a string", put("added_tokens", 0, "id", value="0")),
+        ("gpt2", "added token without content", put("added_tokens", 0, "content", drop=True)),
+        ("gpt2", "model without type", put("model", "type", drop=True)),
+        ("gpt2", "Split with an invalid regex", put("pre_tokenizer", value=split({"Regex": "("}))),
+        ("gpt2", "Split with an unknown behavior", put("pre_tokenizer", value=split({"Regex": "a"}, "Sideways"))),
+        ("gpt2", "Replace with an unknown pattern kind", put("normalizer", value={"type": "Replace", "pattern": {"Bogus": "x"}, "content": "y"})),
+        ("gpt2", "Sequence without its list", put("pre_tokenizer", value={"type": "Sequence"})),
+        ("gpt2", "Metaspace with an unknown prepend_scheme", put("pre_tokenizer", value=metaspace)),
+        ("gpt2", "version 2.0", put("version", value="2.0")),
+        ("gpt2", "truncation with a string max_length", put("truncation", value={"max_length": "x"})),
+    ]  # fmt: skip
+
+
 def component_cases() -> list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]]]:
     """(case id, base layout, function base tj -> variant tj) over the whole schema."""
     cases: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]]] = []
@@ -440,6 +481,8 @@ def component_cases() -> list[tuple[str, str, Callable[[dict[str, Any]], dict[st
         cases.append((f"model {label} on {base}", base, edited(edit)))
     for base, label, edit in added_token_variants():
         cases.append((f"added_tokens {label} on {base}", base, edited(edit)))
+    for base, label, edit in malformed_variants():
+        cases.append((f"malformed: {label} on {base}", base, edited(edit)))
     for base, label, edit in top_level_variants():
         cases.append((f"{label} on {base}", base, edited(edit)))
     return cases

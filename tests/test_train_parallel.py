@@ -192,6 +192,22 @@ def test_blocks_compile_to_one_graph():
     torch._dynamo.reset()
 
 
+def test_real_tokens_are_counted_without_padding_and_filler_rows():
+    from train import train as trainer
+
+    mlm = _mlm_batch([20, 64, 7])
+    mlm["sample_index"] = torch.tensor([4, 9, -1])  # the last row is a filler
+    clm_ids = torch.randint(0, 600, (2, 8))
+    labels = clm_ids.clone()
+    labels[:, -1] = -100  # as the loader makes them: the last position has no next token
+    labels[0, 5:] = -100  # 6 real tokens: 5 targets and the first token
+    clm = {"input_ids": clm_ids, "labels": labels, "sample_index": torch.tensor([0, 1])}
+    assert trainer.real_lengths(mlm).tolist() == [20, 64, 0]
+    assert trainer.real_lengths(clm).tolist() == [6, 8]
+    counts = trainer._counts([mlm])
+    assert counts[2:].tolist() == [84.0, 20.0**2 + 64.0**2]
+
+
 # --- options --------------------------------------------------------------------------------
 
 

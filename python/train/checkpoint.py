@@ -236,11 +236,11 @@ def save_sharded(
 
     with _quiet_dcp():
         if background:
-            future = dcp.async_save(
+            future = dcp.async_save(  # type: ignore[attr-defined]
                 tensors, checkpoint_id=tmp / SHARDED, process_group=_checkpoint_group()
             )
             return PendingSave(future, finish)  # type: ignore[arg-type]
-        dcp.save(tensors, checkpoint_id=tmp / SHARDED)
+        dcp.save(tensors, checkpoint_id=tmp / SHARDED)  # type: ignore[attr-defined]
     distributed.barrier()  # every rank's shards are on disk
     path = finish()
     distributed.barrier()
@@ -259,7 +259,7 @@ def load_sharded(path: Path, tensors: dict[str, Any]) -> None:
     import torch.distributed.checkpoint as dcp
 
     with _quiet_dcp():
-        dcp.load(tensors, checkpoint_id=Path(path) / SHARDED)
+        dcp.load(tensors, checkpoint_id=Path(path) / SHARDED)  # type: ignore[attr-defined]
 
 
 def load_full_weights(path: Path) -> dict[str, torch.Tensor]:

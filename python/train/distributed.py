@@ -70,8 +70,9 @@ def init(device: str = "auto", *, group_of_one: bool = False) -> Dist:
         backends = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
         dist.init_process_group(backends, device_id=dev if use_cuda else None)
     elif group_of_one and not dist.is_initialized():
-        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        store = dist.HashStore()  # type: ignore[attr-defined]
+        one = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(one, store=store, rank=0, world_size=1)
     backend = str(dist.get_backend()) if dist.is_initialized() else None
     return Dist(rank, world, local_rank, local_world, dev, backend)
 

@@ -193,10 +193,10 @@ class _Module(nn.Module):
         masked positions) stays eager between blocks. Compiling `forward` (not wrapping the
         module) keeps parameter names, hooks (FSDP) and checkpoints as they are."""
         for block in self.blocks_list():
-            block.forward = torch.compile(block.forward, fullgraph=True, **kwargs)  # type: ignore[method-assign]
+            block.forward = torch.compile(block.forward, fullgraph=True, **kwargs)
 
-    def _run_block(self, block: _Block, *args: Any) -> Tensor:
-        if block.checkpointed and self.training and torch.is_grad_enabled():
+    def _run_block(self, block: nn.Module, *args: Any) -> Tensor:
+        if getattr(block, "checkpointed", False) and self.training and torch.is_grad_enabled():
             return checkpoint(block, *args, use_reentrant=False)  # type: ignore[no-any-return]
         return block(*args)  # type: ignore[no-any-return]
 
@@ -271,14 +271,14 @@ def varlen_attention(
     the sequences anyway.
     """
     if q.is_cuda:
-        nested = (
+        qn, kn, vn = (
             torch.nested.nested_tensor_from_jagged(
                 t, offsets, min_seqlen=1, max_seqlen=max_len
             ).transpose(1, 2)  # (B, nh, j, hs)
             for t in (q, k, v)
         )
-        y = F.scaled_dot_product_attention(*nested, dropout_p=dropout)
-        return y.transpose(1, 2).values()  # type: ignore[attr-defined,no-any-return]
+        y = F.scaled_dot_product_attention(qn, kn, vn, dropout_p=dropout)
+        return y.transpose(1, 2).values()
     N = q.size(0)
     B = offsets.numel() - 1
     token = torch.arange(N, device=q.device)

@@ -553,13 +553,9 @@ class Trainer:
             from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
             model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
-            tensors = {"model": model_sd, "optimizer": optim_sd}
-            checkpoint.load_sharded(path, tensors)
+            checkpoint.load_sharded(path, {"model": model_sd, "optimizer": optim_sd})
             set_state_dict(
-                self.model,
-                self.optimizer,
-                model_state_dict=tensors["model"],
-                optim_state_dict=tensors["optimizer"],
+                self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd
             )
         elif self.fsdp:
             raise Stop(
@@ -856,7 +852,8 @@ class Trainer:
             f"{sum(x.num_rows for x in self.sets):,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
             f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.batch.micro_batch} "
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
-            f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
+            f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''} | "
+            f"{self._layout()}"
         )
         if self.mix is not None:
             metrics.print(
@@ -883,6 +880,16 @@ class Trainer:
             metrics.print(
                 f"resumed from {self.resumed_from} (epoch {epoch}, step {in_epoch} of the epoch)"
             )
+
+    def _layout(self) -> str:
+        """How the model runs, for the banner: parallelism, recompute, unpadding."""
+        par = self.cfg.parallelism
+        parts: list[str] = [par.parallel if self.dist.enabled or self.fsdp else "1 process"]
+        if par.activation_checkpointing != "none":
+            parts.append(f"activation checkpointing {par.activation_checkpointing}")
+        if self.unpad:
+            parts.append("unpadded")
+        return ", ".join(parts)
 
     def _interval_elapsed(self) -> float:
         """Training seconds of the interval in progress (pauses excluded, resumed part included)."""

@@ -5,6 +5,8 @@ One node, 8 GPUs:        torchrun --nproc-per-node 8 -m train --shards shards/ -
 Two nodes of 8 GPUs:     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
                              --rdzv-endpoint HOST:29500 --rdzv-id RUN -m train --shards shards/ ...
 CPU, 2 processes (gloo): torchrun --nproc-per-node 2 -m train --shards shards/ --model tiny --device cpu
+Sharded (FSDP2):         torchrun --nproc-per-node 8 -m train --shards shards/ --model large --parallel fsdp \\
+                             --activation-checkpointing selective --compile
 
 How a step is put together, and why:
 - The rows of optimizer step `s` are fixed by the data plan (seed, epoch, `global_batch`), not
@@ -13,7 +15,8 @@ How a step is put together, and why:
   ranks (one all-reduce of two counts before the backward passes). Averaging per micro-batch
   (nanoGPT) weights a micro-batch of 3 targets like one of 3,000; with the global count,
   1 rank x 8 micro-batches, 2 x 4 and 8 x 1 compute the same update.
-- DDP averages gradients over ranks, so each rank scales its loss by `world_size`.
+- DDP (all-reduce) and FSDP (reduce-scatter) average gradients over ranks, so each rank
+  scales its loss by `world_size`.
 - A non-finite gradient norm skips the step on every rank (the norm is computed after the
   all-reduce, so all ranks agree) and the run aborts after `max_bad_steps` in a row.
 - SIGTERM (preemption; torchrun forwards it) sets a flag; ranks agree on it with an all-reduce

@@ -168,11 +168,13 @@ def test_blocks_compile_to_one_graph():
     compiled blocks."""
     torch._dynamo.reset()
     x = torch.randn(2, 64, 64)
-    gpt, bert = _gpt(), _bert()
+    gpt, bert, flex_gpt = _gpt(), _bert(), _gpt()
+    flex_gpt.doc_attention = "flex"
     doc_ids = torch.cumsum(torch.rand(2, 64) < 0.1, dim=1)
     cases = [
         (gpt.blocks[0], (x, None)),
         (gpt.blocks[0], (x, gpt.doc_mask(doc_ids))),
+        (gpt.blocks[0], (x, flex_gpt.doc_mask(doc_ids))),  # a flex BlockMask
         (bert.layers[0], (x, torch.ones(2, 1, 1, 64, dtype=torch.bool))),
         (bert.layers[0], (torch.randn(50, 64), None, torch.tensor([0, 20, 45, 50]), 25)),
     ]
@@ -279,7 +281,8 @@ def test_fsdp_matches_ddp_and_resumes_exactly_on_any_number_of_ranks(shards, tmp
     fsdp = [*base, "--parallel", "fsdp", "--activation-checkpointing", "selective"]
     ddp_run, fsdp_run, cut = (tmp_path / n for n in ("ddp", "fsdp", "cut"))
     launch([*base, "--out", str(ddp_run)])
-    launch([*fsdp, "--out", str(fsdp_run), "--ckpt-every", "2", "--async-checkpoint"])
+    launch([*fsdp, "--out", str(fsdp_run), "--ckpt-every", "2", "--async-checkpoint",
+            "--export-hf"])  # fmt: skip
     reference = losses(fsdp_run)
     assert len(reference) == 6
     # Same data, same initial weights, same update: the curve of DDP within float rounding.
@@ -307,10 +310,16 @@ def test_fsdp_matches_ddp_and_resumes_exactly_on_any_number_of_ranks(shards, tmp
         launch([*base, "--parallel", parallel, "--out", str(run)], nproc=1)
         assert losses(run) == pytest.approx(reference[step:], rel=1e-5), parallel
 
-    # Export and --init-from read a sharded checkpoint whole.
+    # Export (rank 0 alone, at the end of the run) and --init-from read a sharded checkpoint
+    # whole.
     state = checkpoint.load(saved[-1])
     m = model.build_model(model.ModelConfig.from_dict(state["model_config"]))
     m.load_state_dict(state["model"])
+    from safetensors.torch import load_file
+
+    exported = load_file(fsdp_run / "hf" / "model.safetensors")
+    torch.testing.assert_close(exported["bert.embeddings.word_embeddings.weight"],
+                               state["model"]["word_emb.weight"])  # fmt: skip
     # A flipped byte in one shard file is found, naming it.
     shard = next((saved[-1] / checkpoint.SHARDED).glob("*.distcp"))
     flip(shard)

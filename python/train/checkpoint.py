@@ -263,12 +263,24 @@ def load_sharded(path: Path, tensors: dict[str, Any]) -> None:
 
 
 def load_full_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The whole model state dict of sharded checkpoint `path` (every tensor complete)."""
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+    """The whole model state dict of sharded checkpoint `path` (every tensor complete), read by
+    this process alone (`no_dist`: no collective, so one rank may call it, e.g. the export at
+    the end of a run)."""
+    # NOTE: the private loader of `format_utils.dcp_to_torch_save`: the public `dcp.load` only
+    # fills keys the caller's dict already has.
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
+    out: dict[str, Any] = {}
     try:
         with _quiet_dcp():
-            out = _load_state_dict_from_keys(keys={"model"}, checkpoint_id=Path(path) / SHARDED)
+            _load_state_dict(
+                out,
+                storage_reader=FileSystemReader(Path(path) / SHARDED),
+                planner=_EmptyStateDictLoadPlanner(keys={"model"}),
+                no_dist=True,
+            )
     except Exception as e:  # a damaged shard can raise anything
         raise CorruptCheckpoint(f"{Path(path) / SHARDED}: cannot load ({e})") from e
     return dict(out["model"])

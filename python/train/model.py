@@ -247,7 +247,12 @@ class _Module(nn.Module):
 
 def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: BlockMask) -> Tensor:
     """flex_attention: compiled on CUDA (the fused kernel skips the masked-out blocks), eager
-    elsewhere (a reference implementation; exact, but it computes the full score matrix)."""
+    elsewhere (a reference implementation; exact, but it computes the full score matrix).
+    Inside a compiled block it is traced as it is (and fused by inductor)."""
+    if torch.compiler.is_compiling():
+        # NOTE: neither the cached compiled function nor catch_warnings below can be traced:
+        # both broke the block's graph (tests/test_train_parallel.py compiles with fullgraph).
+        return flex_attention(q, k, v, block_mask=block_mask)  # type: ignore[return-value]
     if q.is_cuda:
         return _compiled_flex()(q, k, v, block_mask=block_mask)  # type: ignore[no-any-return]
     with warnings.catch_warnings():

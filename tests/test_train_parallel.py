@@ -301,14 +301,12 @@ def test_fsdp_matches_ddp_and_resumes_exactly_on_any_number_of_ranks(shards, tmp
     launch([*fsdp, "--out", str(cut)])
     assert losses(cut) == reference
 
-    # The 2-rank shards of steps 2 and 4 resumed by one process (fsdp, then plain): the same
-    # curve. (Without dropout: its masks are drawn per rank.)
-    for parallel, step in (("fsdp", 2), ("ddp", 4)):
-        run = tmp_path / f"one-{parallel}"
-        source = saved[step // 2 - 1]
-        shutil.copytree(source, checkpoint.checkpoint_dir(run) / source.name)
-        launch([*base, "--parallel", parallel, "--out", str(run)], nproc=1)
-        assert losses(run) == pytest.approx(reference[step:], rel=1e-5), parallel
+    # The 2-rank shards of step 2 resumed by one process: the same curve. (Without dropout: its
+    # masks are drawn per rank. Loading into whole tensors is what the export below does.)
+    one = tmp_path / "one"
+    shutil.copytree(saved[0], checkpoint.checkpoint_dir(one) / saved[0].name)
+    launch([*base, "--parallel", "fsdp", "--out", str(one)], nproc=1)
+    assert losses(one) == pytest.approx(reference[2:], rel=1e-5)
 
     # Export (rank 0 alone, at the end of the run) and --init-from read a sharded checkpoint
     # whole.

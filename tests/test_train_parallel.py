@@ -332,3 +332,19 @@ def test_fsdp_checkpoint_of_ddp_run_is_refused(shards, tmp_path, capsys):
     assert trainer.main(base) == 0
     assert trainer.main([*base, "--max-steps", "3", "--parallel", "fsdp"]) == 1
     assert "a one-file checkpoint of --parallel ddp" in capsys.readouterr().err
+
+
+def test_sharded_checkpoint_resumes_without_fsdp(shards, tmp_path):
+    """A sharded checkpoint loads into whole tensors: an fsdp run stopped at step 2 and finished
+    by a plain (ddp) process has the uninterrupted fsdp run's losses."""
+    from train import train as trainer
+
+    base = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "4"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert trainer.main([*base, "--parallel", "fsdp", "--out", str(full)]) == 0
+    assert (
+        trainer.main([*base, "--parallel", "fsdp", "--out", str(cut), "--halt-at-step", "2"]) == 0
+    )
+    assert checkpoint.is_sharded(checkpoint.latest(cut))
+    assert trainer.main([*base, "--parallel", "ddp", "--out", str(cut)]) == 0
+    assert losses(cut) == pytest.approx(losses(full), rel=1e-5)

@@ -268,8 +268,8 @@ def load_full_weights(path: Path) -> dict[str, torch.Tensor]:
     the end of a run)."""
     # NOTE: the private loader of `format_utils.dcp_to_torch_save`: the public `dcp.load` only
     # fills keys the caller's dict already has.
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
     out: dict[str, Any] = {}
@@ -278,7 +278,7 @@ def load_full_weights(path: Path) -> dict[str, torch.Tensor]:
             _load_state_dict(
                 out,
                 storage_reader=FileSystemReader(Path(path) / SHARDED),
-                planner=_EmptyStateDictLoadPlanner(keys={"model"}),
+                planner=_EmptyStateDictLoadPlanner(keys={"model"}),  # type: ignore[no-untyped-call]
                 no_dist=True,
             )
     except Exception as e:  # a damaged shard can raise anything

@@ -234,6 +234,15 @@ def save_sharded(
     def finish() -> Path | None:
         return _finish(run_dir, tmp, final, meta, keep_last) if main else None
 
+    if background:
+        # NOTE: the writer thread outlives `_quiet_dcp` (whose filters are restored on exit):
+        # its TypedStorage warning is silenced for DCP's own modules, process-wide.
+        warnings.filterwarnings(
+            "ignore",
+            message=".*TypedStorage.*",
+            category=UserWarning,
+            module=r"torch\.distributed\.checkpoint",
+        )
     with _quiet_dcp():
         if background:
             future = dcp.async_save(  # type: ignore[attr-defined]

@@ -199,7 +199,6 @@ def main() -> int:
         "gpt": "tiny" if dry else "small",
         "micro": "2" if dry else "8",
         "run_timeout": 300 if dry else 240,
-        "shards": shards(work),
     }
     steps = "10" if dry else "40"
     gpt = ["--max-steps", steps, "--micro-batch", ctx["micro"]]
@@ -228,6 +227,7 @@ def main() -> int:
     if unknown:
         print(f"gpu_checks: unknown --only names {sorted(unknown)}; known: {sorted(checks)}")
         return 2
+    ctx["shards"] = shards(work)
     summary: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if not dry else "cpu (dry run)",
         "torch": torch.__version__,

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -348,3 +349,19 @@ def test_sharded_checkpoint_resumes_without_fsdp(shards, tmp_path):
     assert checkpoint.is_sharded(checkpoint.latest(cut))
     assert trainer.main([*base, "--parallel", "ddp", "--out", str(cut)]) == 0
     assert losses(cut) == pytest.approx(losses(full), rel=1e-5)
+
+
+def test_gpu_checks_skips_cleanly_without_cuda_and_refuses_unknown_checks():
+    """bench/gpu_checks.py on this machine (its --dry-run is run by hand: minutes on CPU)."""
+    script = Path(__file__).parent.parent / "bench" / "gpu_checks.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, str(script), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    if not torch.cuda.is_available():
+        proc = run()
+        assert proc.returncode == 0 and "skipped, no CUDA device" in proc.stdout
+    proc = run("--dry-run", "--only", "mfu_gpt2,ddp_nccl")
+    assert proc.returncode == 2 and "unknown --only names ['mfu_gpt2']" in proc.stdout

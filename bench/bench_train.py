@@ -148,6 +148,123 @@ def hf(shards: str, tok: str, micro_batch: int, workers: int, steps: int, mlm: b
     }
 
 
+# --- model step (the trainer's step on synthetic rows: MFU at real vocabulary sizes) ---------
+
+
+def model_step(
+    arch: str,
+    preset: str,
+    vocab: int,
+    seq_len: int,
+    micro_batch: int,
+    steps: int = 10,
+    warmup: int = 3,
+    mask_probability: float = 0.15,
+    unpad: bool = True,
+    compile: bool = True,
+    compile_backend: str = "inductor",
+    device: str = "cuda",
+    peak_tflops: float | None = None,
+) -> dict:
+    """Times the trainer's optimizer step (train.model, train.optim's fused AdamW, bf16 autocast
+    on CUDA, per-block compile, BERT unpadded with the MLM head on the masked positions only)
+    on random full rows; returns tokens/s, MFU as the trainer counts it (train.train), peak
+    memory. The first `warmup` steps (compilation) are not timed.
+
+    The demo shards have a 600-id vocabulary; GPT-2 (50,257) and BERT (30,522) spend a large
+    share of their FLOPs in the output layer, so the MFU of those models needs their vocabulary:
+    hence synthetic rows here, and the real data path in gpu_checks.py's trainer runs.
+    """
+    sys.path.insert(0, str(REPO / "python"))
+    import torch
+
+    from train import config, model, optim
+    from train import train as trainer
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+    cfg = model.model_config(preset, arch, vocab_size=vocab, max_seq_len=seq_len)
+    m = model.build_model(cfg).to(dev)
+    if isinstance(m, model.BERT):
+        m.unpad = unpad
+    if compile:
+        m.compile_blocks(backend=compile_backend)
+    opt = optim.build_optimizer(m, config.TrainConfig(), dev)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def batch() -> dict:
+        ids = torch.randint(0, vocab, (micro_batch, seq_len), generator=g)
+        if arch == "gpt":
+            return {"input_ids": ids, "labels": ids}
+        picked = torch.rand(micro_batch, seq_len, generator=g) < mask_probability
+        return {
+            "input_ids": ids,
+            "labels": torch.where(picked, ids, -100),
+            "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids),
+        }
+
+    rows = [batch() for _ in range(4)]
+    targets = sum(int((b["labels"] != -100).sum()) for b in rows) / len(rows)
+
+    def step(i: int) -> None:
+        b = {k: v.to(dev, non_blocking=True) for k, v in rows[i % len(rows)].items()}
+        with autocast:
+            out = m(**b)
+        (out["lm"] / max(targets, 1.0)).backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        step(i)
+    sync()
+    warm = time.perf_counter() - t0
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync()
+    seconds = time.perf_counter() - t0
+    tokens_per_s = steps * micro_batch * seq_len / seconds
+    share = targets / (micro_batch * seq_len)
+    if isinstance(m, model.BERT):
+        flops = m.flops_per_token(seq_len, mlm_fraction=share)
+    else:
+        flops = m.flops_per_token(seq_len)
+    peak = peak_tflops
+    if peak is None and dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        peak = next((tf for key, tf in trainer.PEAK_TFLOPS.items() if key in name), None)
+    return {
+        "arch": arch,
+        "preset": preset,
+        "params_m": m.num_params() / 1e6,
+        "vocab": cfg.vocab_size,
+        "seq_len": seq_len,
+        "micro_batch": micro_batch,
+        "mask_probability": mask_probability if arch == "bert" else None,
+        "unpad": unpad if arch == "bert" else None,
+        "compile": compile,
+        "warmup_s": warm,
+        "step_s": seconds / steps,
+        "tokens_per_s": tokens_per_s,
+        "tflops": flops * tokens_per_s / 1e12,
+        "mfu": flops * tokens_per_s / (peak * 1e12) if peak else None,
+        "peak_tflops": peak,
+        "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else None,
+    }
+
+
 # --- trainer ------------------------------------------------------------------------------
 
 

@@ -225,6 +225,7 @@ def _values(option: config.Option) -> st.SearchStrategy:
 def test_command_line_toml_and_json_agree(tmp_path_factory, values):
     m = values["mask_replace"], values["random_replace"]
     assume(m[0] + m[1] <= 1)
+    assume(values["parallel"] == "fsdp" or not values["async_checkpoint"])  # refused otherwise
     cfg = config.TrainConfig.from_dict(values)
     assert config.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     argv = []

@@ -453,7 +453,7 @@ def test_mlm_resume_is_bit_identical_for_every_masking_strategy(shards, tmp_path
     assert without_wall_clock(metrics(cut)) == without_wall_clock(metrics(full))
 
 
-def test_bert_mfu_counts_the_predicted_positions(shards, tmp_path):
+def test_bert_mfu_counts_the_predicted_positions_of_the_real_tokens(shards, tmp_path):
     from train import distributed
     from train import train as trainer
 
@@ -464,11 +464,17 @@ def test_bert_mfu_counts_the_predicted_positions(shards, tmp_path):
     positions = t.global_batch * t.shards.seq_len
     steps = t.micro_batches(0)
     for row in (m for m in metrics(tmp_path) if "loss" in m):
-        share = sum(int((b["labels"] != -100).sum()) for b in next(steps)) / positions
-        # Specials, padding and the NSP second segment's structure: never the mask probability.
+        micro = next(steps)
+        lengths = torch.cat([b["attention_mask"].sum(1) for b in micro]).double()
+        real = float(lengths.sum())
+        assert real <= positions and row["pad_share"] == pytest.approx(1 - real / positions)
+        share = sum(int((b["labels"] != -100).sum()) for b in micro) / real
+        # Specials and the NSP second segment's structure: never the mask probability.
         assert abs(share - cfg.masking.mask_probability) > 0.005
-        flops = t.model.flops_per_token(t.shards.seq_len, mlm_fraction=share)
-        assert row["mfu"] == pytest.approx(flops * row["tokens_per_s"] / 1e12, rel=1e-9)
+        # Attention over each row's real tokens: sum(L^2) / sum(L) keys per token.
+        flops = t.model.flops_per_token(float(lengths.square().sum()) / real, mlm_fraction=share)
+        real_per_s = row["tokens_per_s"] * real / positions
+        assert row["mfu"] == pytest.approx(flops * real_per_s / 1e12, rel=1e-9)
 
 
 def test_checkpoint_checksums_and_legacy_checkpoints(tmp_path):

@@ -10,10 +10,11 @@ Modules:
     model       GPT (pre-LN decoder) and BERT (encoder, MLM/NSP heads), size presets
     export      export to Hugging Face `transformers` format
     optim       AdamW parameter groups, warmup + cosine schedule
-    checkpoint  atomic checkpoints, keep-last-K, auto-resume
+    checkpoint  atomic checkpoints (one file, or DCP shards under FSDP), keep-last-K,
+                checksums, auto-resume
     distributed process group (NCCL on GPU, gloo on CPU) and collective helpers
-    train       the training loop and `main` (gradient accumulation, global loss normalization,
-                evaluation, logging, SIGTERM)
+    train       the training loop and `main` (DDP or FSDP2, gradient accumulation, global loss
+                normalization, evaluation, logging, SIGTERM)
 
 The micro-batch contract between `data`, `model` and `loop` (every value a CPU torch tensor,
 every micro-batch exactly `micro_batch` rows so shapes never change):

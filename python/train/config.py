@@ -128,6 +128,12 @@ class NetworkConfig:
     )
     dropout: float = opt(0.0, "dropout probability (embeddings, attention, MLP)", ge=0, lt=1)
     nsp: bool | None = opt(None, "BERT next-sentence head; none = on when the shards are NSP pairs")
+    unpad: bool | None = opt(
+        None,
+        "MLM: run the encoder on the real tokens only (padding removed, varlen attention per "
+        "row, as MosaicBERT); equal to the padded path within float rounding; none = on for "
+        "mlm shards (refused for clm)",
+    )
 
 
 @dataclass
@@ -234,12 +240,34 @@ class PrecisionConfig:
     dtype: Literal["auto", "fp32", "bf16"] = opt(
         "auto", "auto = bf16 autocast on a GPU that has it, fp32 on CPU"
     )
-    compile: bool = opt(False, "torch.compile the model")
+    compile: bool = opt(
+        False,
+        "torch.compile each transformer block (fullgraph; embeddings, heads and the data-"
+        "dependent unpadding stay eager)",
+    )
     peak_tflops: float | None = opt(
         None,
         "dense peak TFLOP/s per device, for MFU; none = the figure of known GPUs "
         "(H100/H200/A100), no MFU otherwise",
         gt=0,
+    )
+
+
+@dataclass
+class ParallelConfig:
+    """parallelism: data parallelism and activation memory"""
+
+    parallel: Literal["ddp", "fsdp"] = opt(
+        "ddp",
+        "ddp = a full replica per rank (DistributedDataParallel); fsdp = parameters, gradients "
+        "and optimizer state sharded over the ranks (FSDP2 fully_shard per block, bf16 "
+        "parameters with fp32 gradient reduction under bf16, sharded checkpoints)",
+    )
+    activation_checkpointing: Literal["none", "full", "selective"] = opt(
+        "none",
+        "recompute block activations in the backward: full = every transformer block, "
+        "selective = every other block (1, 3, 5, ...: about half the activation memory for "
+        "about half the recompute)",
     )
 
 
@@ -256,6 +284,12 @@ class CheckpointConfig:
         None, "save and exit after this step, as a preemption would (tests); none = never", ge=1
     )
     export_hf: bool = opt(False, "at the end, export to Hugging Face format in --out/hf")
+    async_checkpoint: bool = opt(
+        False,
+        "with --parallel fsdp: periodic checkpoints are written in the background while "
+        "training goes on (torch.distributed.checkpoint.async_save); completed and renamed "
+        "into place before the next one",
+    )
     init_from: str | None = opt(
         None,
         "continued pretraining: start from the weights of a checkpoint or run directory of "
@@ -302,6 +336,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     masking: MlmMaskingConfig = field(default_factory=MlmMaskingConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    parallelism: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -311,6 +346,10 @@ class TrainConfig:
             option.check(getattr(getattr(self, option.section), option.name))
         parse_specs(self.data.shards)
         parse_profile_steps(self.logging.profile_steps)
+        if self.checkpoint.async_checkpoint and self.parallelism.parallel != "fsdp":
+            raise ConfigError(
+                "--async-checkpoint needs --parallel fsdp (the sharded checkpoint format)"
+            )
         m = self.masking
         if m.mask_replace + m.random_replace > 1:
             raise ConfigError(
@@ -753,6 +792,7 @@ __all__ = [
     "NetworkConfig",
     "OptimConfig",
     "Option",
+    "ParallelConfig",
     "PrecisionConfig",
     "RunConfig",
     "ScheduleConfig",

@@ -36,10 +36,12 @@ class Dist:
         return self.world_size > 1
 
 
-def init(device: str = "auto") -> Dist:
+def init(device: str = "auto", *, group_of_one: bool = False) -> Dist:
     """Joins the process group torchrun describes (if any) and picks this rank's device.
 
     `device`: "auto" takes `cuda:LOCAL_RANK` when CUDA is available, else the CPU.
+    `group_of_one`: a single process still gets a (one-rank, in-memory) process group; FSDP's
+    device mesh needs one.
     """
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -58,12 +60,19 @@ def init(device: str = "auto") -> Dist:
         # busy 2-core machine. Share the cores, unless OMP_NUM_THREADS says otherwise.
         if "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if use_cuda:
+        # TF32 for the fp32 matmuls that bf16 autocast leaves in fp32 (and all of --dtype fp32).
+        torch.set_float32_matmul_precision("high")
     if world > 1 and not dist.is_initialized():
         # NOTE: on GPUs, NCCL for CUDA tensors (gradients, loss sums) and gloo for the few CPU
         # tensors (the step's target counts, the stop flag): NCCL alone rejects CPU tensors, and
         # moving them to the GPU would add a host-device sync per step.
         backends = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
         dist.init_process_group(backends, device_id=dev if use_cuda else None)
+    elif group_of_one and not dist.is_initialized():
+        store = dist.HashStore()  # type: ignore[attr-defined]
+        one = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(one, store=store, rank=0, world_size=1)
     backend = str(dist.get_backend()) if dist.is_initialized() else None
     return Dist(rank, world, local_rank, local_world, dev, backend)
 
@@ -108,3 +117,8 @@ def agree_min_max(value: int) -> tuple[int, int]:
     t = torch.tensor([value, -value], dtype=torch.int64)
     all_reduce(t, dist.ReduceOp.MAX)
     return -int(t[1]), int(t[0])
+
+
+def rank() -> int:
+    """This process's rank in the default group (0 without one)."""
+    return dist.get_rank() if dist.is_initialized() else 0

@@ -23,13 +23,17 @@ gradient that is not coming and `find_unused_parameters` can stay off.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.utils.checkpoint import checkpoint
 
 # NOTE (typing): torch annotates `nn.Module.__call__` as returning Any, so a method that returns a
 # submodule's output carries `# type: ignore[no-any-return]`; the value is a Tensor.
@@ -149,13 +153,52 @@ def _lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     )
 
 
+# How `--activation-checkpointing` picks the blocks whose activations are recomputed.
+CHECKPOINT_MODES = ("none", "full", "selective")
+
+
+class _Block(nn.Module):
+    """A transformer block; `checkpointed` blocks recompute their activations in the backward
+    (`torch.utils.checkpoint`, non-reentrant: dropout masks are replayed from the saved RNG)."""
+
+    checkpointed = False
+
+
 class _Module(nn.Module):
-    """What GPT and BERT share: parameter counts, optimizer groups."""
+    """What GPT and BERT share: parameter counts, optimizer groups, block-level activation
+    checkpointing and compilation."""
 
     cfg: ModelConfig
 
     def _embedding_params(self) -> list[Tensor]:
         raise NotImplementedError
+
+    def blocks_list(self) -> list[_Block]:
+        """The transformer blocks, input to output (the units of FSDP, checkpointing, compile)."""
+        raise NotImplementedError
+
+    def set_activation_checkpointing(self, mode: str) -> None:
+        """`none`, `full` (every block) or `selective` (every other block: 1, 3, 5, ...; the
+        blocks between keep their activations, so about half the memory for half the recompute).
+        """
+        if mode not in CHECKPOINT_MODES:
+            raise ValueError(f"activation checkpointing {mode!r}: choose from {CHECKPOINT_MODES}")
+        for i, block in enumerate(self.blocks_list()):
+            block.checkpointed = mode == "full" or (mode == "selective" and i % 2 == 1)
+
+    def compile_blocks(self, **kwargs: Any) -> None:
+        """`torch.compile(fullgraph=True)` on each block's forward: a block has static shapes and
+        no data-dependent control flow, so it compiles to one graph (tested in
+        tests/test_train_parallel.py); what is data-dependent (BERT's unpadding, the gather of the
+        masked positions) stays eager between blocks. Compiling `forward` (not wrapping the
+        module) keeps parameter names, hooks (FSDP) and checkpoints as they are."""
+        for block in self.blocks_list():
+            block.forward = torch.compile(block.forward, fullgraph=True, **kwargs)
+
+    def _run_block(self, block: nn.Module, *args: Any) -> Tensor:
+        if getattr(block, "checkpointed", False) and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)  # type: ignore[no-any-return]
+        return block(*args)  # type: ignore[no-any-return]
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters counted once (tied weights once); `non_embedding` leaves out the token,
@@ -202,6 +245,66 @@ class _Module(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
+def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: BlockMask) -> Tensor:
+    """flex_attention: compiled on CUDA (the fused kernel skips the masked-out blocks), eager
+    elsewhere (a reference implementation; exact, but it computes the full score matrix).
+    Inside a compiled block it is traced as it is (and fused by inductor)."""
+    if torch.compiler.is_compiling():
+        # NOTE: neither the cached compiled function nor catch_warnings below can be traced:
+        # both broke the block's graph (tests/test_train_parallel.py compiles with fullgraph).
+        return flex_attention(q, k, v, block_mask=block_mask)  # type: ignore[return-value]
+    if q.is_cuda:
+        return _compiled_flex()(q, k, v, block_mask=block_mask)  # type: ignore[no-any-return]
+    with warnings.catch_warnings():
+        # "flex_attention called without torch.compile()": on CPU, on purpose (see above).
+        warnings.simplefilter("ignore", UserWarning)
+        return flex_attention(q, k, v, block_mask=block_mask)  # type: ignore[return-value]
+
+
+def varlen_attention(
+    q: Tensor, k: Tensor, v: Tensor, offsets: Tensor, max_len: int, dropout: float = 0.0
+) -> Tensor:
+    """Bidirectional attention within each of the packed sequences: q, k, v are (N, nh, hs),
+    sequence b is rows offsets[b]:offsets[b+1] (none empty), `max_len` the longest. Returns
+    (N, nh, hs).
+
+    On CUDA: a jagged nested tensor, which SDPA runs with the flash varlen kernel (no padding
+    at all). Elsewhere: the sequences are scattered into (B, max_len) slots, attended with a key
+    mask and gathered back (MosaicBERT's fallback): exact, and padded only to the longest row of
+    the batch. NOTE: the nested-tensor path is not used on CPU: its kernel choice queries cuDNN
+    and fails on machines with a CUDA build but no driver (torch 2.9); its CPU kernel loops over
+    the sequences anyway.
+    """
+    if q.is_cuda:
+        qn, kn, vn = (
+            torch.nested.nested_tensor_from_jagged(
+                t, offsets, min_seqlen=1, max_seqlen=max_len
+            ).transpose(1, 2)  # (B, nh, j, hs)
+            for t in (q, k, v)
+        )
+        y = F.scaled_dot_product_attention(qn, kn, vn, dropout_p=dropout)
+        return y.transpose(1, 2).values()
+    N = q.size(0)
+    B = offsets.numel() - 1
+    token = torch.arange(N, device=q.device)
+    row = torch.bucketize(token, offsets[1:], right=True)  # (N,) the sequence of each token
+    slot = token - offsets[row]  # (N,) its position in the sequence
+    lengths = offsets[1:] - offsets[:-1]
+    keys = (torch.arange(max_len, device=q.device) < lengths[:, None])[:, None, None, :]
+
+    def pad(t: Tensor) -> Tensor:  # (N, nh, hs) -> (B, nh, max_len, hs)
+        out = t.new_zeros(B, max_len, *t.shape[1:])
+        return out.index_put((row, slot), t).transpose(1, 2)
+
+    y = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=keys, dropout_p=dropout)
+    return y.transpose(1, 2)[row, slot]
+
+
+@functools.cache
+def _compiled_flex() -> Any:
+    return torch.compile(flex_attention, dynamic=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # GPT
 
@@ -215,18 +318,23 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)  # HF c_proj
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | BlockMask | None) -> Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None,
-        )
+        if isinstance(mask, BlockMask):
+            if self.training and self.dropout > 0:
+                raise ValueError("flex attention (document masking) has no attention dropout")
+            y = _flex(q, k, v, block_mask=mask)  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=mask is None,
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))  # type: ignore[no-any-return]
 
@@ -244,7 +352,7 @@ class GPTMLP(nn.Module):
         return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))  # type: ignore[no-any-return]
 
 
-class GPTBlock(nn.Module):
+class GPTBlock(_Block):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
@@ -252,7 +360,7 @@ class GPTBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = GPTMLP(cfg)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | BlockMask | None) -> Tensor:
         x = x + self.attn(self.ln_1(x), mask)
         return x + self.mlp(self.ln_2(x))  # type: ignore[no-any-return]
 
@@ -287,24 +395,45 @@ class GPT(_Module):
                     proj.weight, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layer)
                 )
 
+    # How rows with `doc_ids` attend: "flex" = a flex_attention block mask (only the blocks
+    # that hold same-document pairs are computed; no B x T x T tensor), "dense" = a boolean
+    # (B, 1, T, T) mask for SDPA, "auto" = flex on CUDA without attention dropout, else dense.
+    # NOTE: on CPU, eager flex_attention materialises the scores anyway (exact, tested equal to
+    # the dense mask, but no faster), so auto keeps the dense mask there.
+    doc_attention: str = "auto"
+
     def _embedding_params(self) -> list[Tensor]:
         return [self.wte.weight, self.wpe.weight]
+
+    def blocks_list(self) -> list[_Block]:
+        return list(self.blocks)  # type: ignore[arg-type]
+
+    def doc_mask(self, doc_ids: Tensor) -> Tensor | BlockMask:
+        """The attention mask of packed rows: causal, and only within a document."""
+        B, T = doc_ids.shape
+        flex = self.doc_attention == "flex" or (
+            self.doc_attention == "auto" and doc_ids.is_cuda and self.cfg.dropout == 0
+        )
+        if flex:
+
+            def causal_same_doc(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+                return (doc_ids[b, q] == doc_ids[b, kv]) & (q >= kv)
+
+            return create_block_mask(causal_same_doc, B, None, T, T, device=doc_ids.device)
+        # NOTE: an explicit mask rules out the flash kernel (SDPA picks memory-efficient
+        # attention instead); rows without doc_ids keep the is_causal fast path.
+        causal = torch.ones(T, T, dtype=torch.bool, device=doc_ids.device).tril()
+        same_doc = doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)  # (B, T, T)
+        return (same_doc & causal).unsqueeze(1)  # (B, 1, T, T), True = attend
 
     def hidden_states(
         self, input_ids: Tensor, position_ids: Tensor | None = None, doc_ids: Tensor | None = None
     ) -> Tensor:
         """Final-LN hidden states (B, T, C)."""
-        T = input_ids.size(1)
         x = self.drop(self.wte(input_ids) + self.wpe(self._positions(input_ids, position_ids)))
-        mask = None
-        if doc_ids is not None:
-            # NOTE: an explicit mask rules out the flash kernel (SDPA picks memory-efficient
-            # attention instead); rows without doc_ids keep the is_causal fast path.
-            causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
-            same_doc = doc_ids.unsqueeze(2) == doc_ids.unsqueeze(1)  # (B, T, T)
-            mask = (same_doc & causal).unsqueeze(1)  # (B, 1, T, T), True = attend
+        mask = None if doc_ids is None else self.doc_mask(doc_ids)
         for block in self.blocks:
-            x = block(x, mask)
+            x = self._run_block(block, x, mask)
         return self.ln_f(x)  # type: ignore[no-any-return]
 
     def logits(self, input_ids: Tensor, **fields: Any) -> Tensor:
@@ -337,8 +466,13 @@ class GPT(_Module):
 # BERT
 
 
-class BertLayer(nn.Module):
-    """Post-LN encoder layer: x = LN(x + attn(x)); x = LN(x + mlp(x)); exact GELU."""
+class BertLayer(_Block):
+    """Post-LN encoder layer: x = LN(x + attn(x)); x = LN(x + mlp(x)); exact GELU.
+
+    Padded input is (B, T, C) with a key mask; unpadded input is the real tokens of all rows,
+    (N, C), with `offsets` (B + 1,) where row b is tokens offsets[b]:offsets[b+1] and attends
+    only within itself (varlen attention through a jagged nested tensor: flash varlen on CUDA).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -354,14 +488,27 @@ class BertLayer(nn.Module):
         self.out_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        offsets: Tensor | None = None,
+        max_len: int | None = None,
+    ) -> Tensor:
+        dropout = self.dropout if self.training else 0.0
+        if offsets is not None:
+            assert max_len is not None
+            N, C = x.shape
+            q, k, v = self.qkv(x).view(N, 3, self.n_head, C // self.n_head).unbind(1)
+            y = varlen_attention(q, k, v, offsets, max_len, dropout).reshape(N, C)
+        else:
+            B, T, C = x.shape
+            q, k, v = self.qkv(x).split(C, dim=2)
+            q, k, v = (
+                t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
+            )
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            y = y.transpose(1, 2).contiguous().view(B, T, C)  # from (B, nh, T, hs)
         x = self.attn_ln(x + self.drop(self.attn_out(y)))
         return self.out_ln(x + self.drop(self.out(F.gelu(self.fc(x)))))  # type: ignore[no-any-return]
 
@@ -399,8 +546,35 @@ class BERT(_Module):
             with torch.no_grad():
                 self.word_emb.weight[cfg.pad_id].zero_()
 
+    # Run `forward` on the real tokens only (`--unpad`, set by the trainer; not part of the
+    # architecture, so not in ModelConfig): the embeddings, every Linear, LayerNorm and GELU see
+    # N real tokens instead of B x T slots, and attention is varlen per row. `logits` and
+    # `nsp_logits` (evaluation of every position, export checks) stay padded.
+    unpad: bool = False
+
     def _embedding_params(self) -> list[Tensor]:
         return [self.word_emb.weight, self.pos_emb.weight, self.type_emb.weight]
+
+    def blocks_list(self) -> list[_Block]:
+        return list(self.layers)  # type: ignore[arg-type]
+
+    def _embed(self, ids: Tensor, positions: Tensor, token_type_ids: Tensor | None) -> Tensor:
+        """LN(word + position + token type) embeddings, then dropout; any leading shape."""
+        x: Tensor = self.word_emb(ids) + self.pos_emb(positions)
+        if token_type_ids is None:
+            x = x + self.type_emb.weight[0]
+        else:
+            x = x + self.type_emb(token_type_ids)
+        return self.drop(self.emb_ln(x))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _keys(attention_mask: Tensor) -> Tensor:
+        """(B, T) bool, True = a key to attend to. NOTE: a row with no real token (a filler row)
+        attends to every key instead: a fully masked softmax row is NaN in some SDPA kernels,
+        and NaN * 0 in the backward would poison the gradients. HF's additive mask makes such
+        rows uniform."""
+        keep = attention_mask.bool()
+        return keep | ~keep.any(dim=1, keepdim=True)
 
     def hidden_states(
         self,
@@ -410,32 +584,51 @@ class BERT(_Module):
         position_ids: Tensor | None = None,
     ) -> Tensor:
         """Encoder output (B, T, C)."""
-        x: Tensor = self.word_emb(input_ids) + self.pos_emb(
-            self._positions(input_ids, position_ids)
-        )
-        if token_type_ids is None:
-            x = x + self.type_emb.weight[0]
-        else:
-            x = x + self.type_emb(token_type_ids)
-        x = self.drop(self.emb_ln(x))  # (B, T, C)
+        x = self._embed(input_ids, self._positions(input_ids, position_ids), token_type_ids)
         # Key padding mask, broadcast over heads and queries; padded queries still get (unused)
-        # outputs, as in HF. NOTE: a row with no real token (a filler row) attends to every key
-        # instead: a fully masked softmax row is NaN in some SDPA kernels, and NaN * 0 in the
-        # backward would poison the gradients. HF's additive mask makes such rows uniform.
+        # outputs, as in HF.
         mask = None
         if attention_mask is not None:
-            keep = attention_mask.bool()
-            mask = (keep | ~keep.any(dim=1, keepdim=True))[:, None, None, :]  # (B, 1, 1, T)
+            mask = self._keys(attention_mask)[:, None, None, :]  # (B, 1, 1, T)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = self._run_block(layer, x, mask)
         return x
+
+    def hidden_states_unpadded(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoder output of the real tokens: `(h (N, C), index (N,), offsets (B + 1,))` where
+        `index` are their flat positions in the (B, T) batch, in order, and row b is
+        `h[offsets[b]:offsets[b+1]]`. Equal to `hidden_states(...)` at those positions (within
+        float rounding: other kernels, other summation order).
+
+        The unpadding (`nonzero`, the longest row) is data-dependent and waits for the device
+        once; it runs here, eagerly, outside the compiled blocks.
+        """
+        B, T = input_ids.shape
+        keep = self._keys(attention_mask)
+        lengths = keep.sum(dim=1)
+        offsets = F.pad(lengths.cumsum(0), (1, 0))  # (B + 1,) int64
+        index = keep.reshape(-1).nonzero().squeeze(1)  # (N,)
+        max_len = int(lengths.max())
+        positions = self._positions(input_ids, position_ids).expand(B, T).reshape(-1)
+        types = None if token_type_ids is None else token_type_ids.reshape(-1)[index]
+        x = self._embed(input_ids.reshape(-1)[index], positions[index], types)  # (N, C)
+        for layer in self.layers:
+            x = self._run_block(layer, x, None, offsets, max_len)
+        return x, index, offsets
 
     def _mlm_logits(self, h: Tensor) -> Tensor:
         h = self.mlm_ln(F.gelu(self.mlm_dense(h)))
         return F.linear(h, self.word_emb.weight, self.mlm_bias)
 
-    def _nsp_logits(self, h: Tensor) -> Tensor:
-        return self.nsp(torch.tanh(self.pooler(h[:, 0])))  # type: ignore[no-any-return]  # (B, 2)
+    def _nsp_logits(self, cls: Tensor) -> Tensor:
+        """(B, 2) from the hidden states of each row's first token (B, C)."""
+        return self.nsp(torch.tanh(self.pooler(cls)))  # type: ignore[no-any-return]
 
     def _encode(self, input_ids: Tensor, fields: dict[str, Any]) -> Tensor:
         _check_fields(fields)
@@ -454,7 +647,7 @@ class BERT(_Module):
         """(B, 2) next-sentence logits: 0 = B follows A, 1 = B is random."""
         if not self.cfg.nsp_head:
             raise ValueError("this model has no NSP head (nsp_head=False)")
-        return self._nsp_logits(self._encode(input_ids, fields))
+        return self._nsp_logits(self._encode(input_ids, fields)[:, 0])
 
     def forward(self, input_ids: Tensor, labels: Tensor, **fields: Any) -> dict[str, Tensor]:
         """Summed losses: `{"lm": ...}` over masked positions (labels != -100), and with the NSP
@@ -463,18 +656,32 @@ class BERT(_Module):
 
         The MLM head runs only on the labelled positions (~15%): their hidden states are gathered
         first, which saves most of the head's FLOPs (the vocab_size x d_model decoder dominates
-        a small model's cost).
+        a small model's cost). With `unpad` (and an `attention_mask`) the encoder runs on the
+        real tokens only (`hidden_states_unpadded`); labels must then sit on real tokens (the
+        data never labels padding), and NSP reads each row's first real token ([CLS]).
         """
-        h = self._encode(input_ids, fields)  # (B, T, C)
-        C = h.size(-1)
+        _check_fields(fields)
+        attention_mask = fields.get("attention_mask")
         flat = labels.reshape(-1)
+        if self.unpad and attention_mask is not None:
+            h, index, offsets = self.hidden_states_unpadded(
+                input_ids, attention_mask, fields.get("token_type_ids"), fields.get("position_ids")
+            )  # (N, C)
+            flat = flat[index]
+            cls = h.index_select(0, offsets[:-1])  # (B, C)
+        else:
+            h3 = self._encode(input_ids, fields)  # (B, T, C)
+            cls = h3[:, 0]
+            h = h3.reshape(-1, h3.size(-1))
         # NOTE: nonzero() waits for the GPU (data-dependent shape). Tried-and-kept: the sync is
-        # one per micro-batch, while the full head would cost ~6x the masked-only head.
+        # one per micro-batch, while the full head would cost ~6x the masked-only head. It is
+        # also why a whole-model torch.compile broke its graph here: --compile compiles the
+        # blocks, and this gather stays eager.
         idx = (flat != IGNORE_INDEX).nonzero().squeeze(1)  # (M,)
-        picked = h.reshape(-1, C).index_select(0, idx)  # (M, C); M = 0 is fine
+        picked = h.index_select(0, idx)  # (M, C); M = 0 is fine
         out = {"lm": _lm_loss(self._mlm_logits(picked), flat.index_select(0, idx))}
         if self.cfg.nsp_head:
-            nsp_logits = self._nsp_logits(h)
+            nsp_logits = self._nsp_logits(cls)
             nsp_labels = fields.get("nsp_labels")
             if nsp_labels is None:
                 out["nsp"] = nsp_logits.float().sum() * 0.0  # keeps the head in the graph (DDP)
@@ -484,7 +691,7 @@ class BERT(_Module):
                 )
         return out
 
-    def flops_per_token(self, seq_len: int, *, mlm_fraction: float = 1.0) -> float:
+    def flops_per_token(self, seq_len: float, *, mlm_fraction: float = 1.0) -> float:
         """Training FLOPs per token (forward + backward), PaLM's 6 * N + 12 * n_layer * d_model *
         seq_len (see `GPT.flops_per_token`).
 

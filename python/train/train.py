@@ -5,6 +5,8 @@ One node, 8 GPUs:        torchrun --nproc-per-node 8 -m train --shards shards/ -
 Two nodes of 8 GPUs:     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
                              --rdzv-endpoint HOST:29500 --rdzv-id RUN -m train --shards shards/ ...
 CPU, 2 processes (gloo): torchrun --nproc-per-node 2 -m train --shards shards/ --model tiny --device cpu
+Sharded (FSDP2):         torchrun --nproc-per-node 8 -m train --shards shards/ --model large --parallel fsdp \\
+                             --activation-checkpointing selective --compile
 
 How a step is put together, and why:
 - The rows of optimizer step `s` are fixed by the data plan (seed, epoch, `global_batch`), not
@@ -13,7 +15,8 @@ How a step is put together, and why:
   ranks (one all-reduce of two counts before the backward passes). Averaging per micro-batch
   (nanoGPT) weights a micro-batch of 3 targets like one of 3,000; with the global count,
   1 rank x 8 micro-batches, 2 x 4 and 8 x 1 compute the same update.
-- DDP averages gradients over ranks, so each rank scales its loss by `world_size`.
+- DDP (all-reduce) and FSDP (reduce-scatter) average gradients over ranks, so each rank
+  scales its loss by `world_size`.
 - A non-finite gradient norm skips the step on every rank (the norm is computed after the
   all-reduce, so all ranks agree) and the run aborts after `max_bad_steps` in a row.
 - SIGTERM (preemption; torchrun forwards it) sets a flag; ranks agree on it with an all-reduce
@@ -52,6 +55,7 @@ from typing import Any, cast
 import torch
 from rich.console import Console
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dataprep.shards import Manifest, sha256_file
@@ -175,7 +179,7 @@ class Interval:
     next line covers the same steps as in an uninterrupted run."""
 
     sums: torch.Tensor  # (2,) float64 on the device: [lm, nsp] loss sums of this rank
-    counts: torch.Tensor  # (2,) float64 on the CPU: [lm, nsp] targets of all ranks
+    counts: torch.Tensor  # (len(COUNTS),) float64 on the CPU: COUNTS of all ranks
     steps: int = 0
     wait: float = 0.0  # seconds waiting for batches
     elapsed: float = 0.0  # seconds of training before this process (a resumed interval)
@@ -210,11 +214,33 @@ def _to_device(batch: dict[str, torch.Tensor], dev: torch.device) -> dict[str, t
     return {k: v.to(dev, non_blocking=True) for k, v in batch.items() if k not in _PROVENANCE}
 
 
+# What `_counts` counts per step, in order.
+COUNTS = ("lm_targets", "nsp_targets", "real_tokens", "real_tokens_squared")
+
+
+def real_lengths(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,) tokens of each row that are not padding (0 for filler rows): MLM, its
+    attention_mask; CLM, its targets plus the first token (a packed row is full but for the
+    end of the corpus)."""
+    if "attention_mask" in batch:
+        n = batch["attention_mask"].sum(dim=1)
+    else:
+        n = (batch["labels"] != -100).sum(dim=1)
+        n = n + (n > 0)
+    if "sample_index" in batch:
+        n = n * (batch["sample_index"] >= 0)
+    return n
+
+
 def _counts(micro: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """Local `[lm targets, nsp targets]` of one step (float64: exact for any realistic count)."""
+    """Local `COUNTS` of one step (float64: exact for any realistic count). The sum of squared
+    row lengths gives the attention FLOPs of the real tokens (`Trainer._flops_per_token`)."""
     lm = sum(int((b["labels"] != -100).sum()) for b in micro)
     nsp = sum(int((b["nsp_labels"] != -100).sum()) for b in micro if "nsp_labels" in b)
-    return torch.tensor([lm, nsp], dtype=torch.float64)
+    lengths = [real_lengths(b) for b in micro]
+    real = sum(int(n.sum()) for n in lengths)
+    squared = sum(int((n * n).sum()) for n in lengths)
+    return torch.tensor([lm, nsp, real, squared], dtype=torch.float64)
 
 
 class Trainer:
@@ -287,9 +313,12 @@ class Trainer:
         # but then a 1-rank and a 2-rank run would not start from the same model).
         torch.manual_seed(cfg.run.seed)
         self.model = model.build_model(self.model_cfg).to(self.dev)
-        self.optimizer = optim.build_optimizer(self.model, cfg, self.dev)
         # Dropout differs per rank (different rows), reproducibly: the loop reseeds every step
         # with `_step_seed(seed, rank, step)`.
+        self.fsdp = cfg.parallelism.parallel == "fsdp"
+        self.unpad = self._unpad()
+        if isinstance(self.model, model.BERT):
+            self.model.unpad = self.unpad
 
         self.step = 0
         self.resumed_from: Path | None = None
@@ -298,7 +327,7 @@ class Trainer:
         self.data_changes: list[dict[str, Any]] = []  # allowed changes, as meta.json records
         self.interval = Interval(
             torch.zeros(2, dtype=torch.float64, device=self.dev),
-            torch.zeros(2, dtype=torch.float64),
+            torch.zeros(len(COUNTS), dtype=torch.float64),
             mix=torch.zeros(len(self.sets), dtype=torch.float64) if self.mix else None,
         )
         if cfg.checkpoint.init_from is not None:
@@ -311,20 +340,57 @@ class Trainer:
                 tokenizer_sha256=self.shards.manifest.tokenizer.sha256,
                 tokenizer_json=self.shards.tokenizer_path,
             )
+        self.autocast = self._autocast()
+        # The order of torchtitan: activation checkpointing, then compile, then sharding (FSDP
+        # wraps the compiled blocks; its hooks stay outside the compiled graphs).
+        self.model.set_activation_checkpointing(cfg.parallelism.activation_checkpointing)
+        if cfg.precision.compile:
+            self.model.compile_blocks()
+        if self.fsdp:
+            self._shard()
+        self.optimizer = optim.build_optimizer(self.model, cfg, self.dev)
+        self.pending: checkpoint.PendingSave | None = None  # an --async-checkpoint in flight
         if cfg.checkpoint.resume:
             self._resume()  # a checkpoint of this run replaces the --init-from weights
 
-        self.autocast = self._autocast()
         net: nn.Module = self.model
-        if cfg.precision.compile:
-            net = torch.compile(net)  # type: ignore[assignment]
-        if dist.enabled:
+        if dist.enabled and not self.fsdp:
             net = DDP(net, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
         self.net = net
         self.peak = peak_flops(cfg, self.dev)
         self.stop_requested = False
 
     # --- set-up helpers ---
+
+    def _unpad(self) -> bool:
+        """`--unpad`: on by default for MLM (exact within float rounding), refused for CLM."""
+        unpad = self.cfg.network.unpad
+        if self.objective == "clm":
+            if unpad:
+                raise Stop(
+                    "--unpad is for mlm shards (padded single sequences); causal-LM rows are "
+                    "packed (see --doc-mask for attention within documents)"
+                )
+            return False
+        return True if unpad is None else unpad
+
+    def _shard(self) -> None:
+        """FSDP2: each transformer block, then the root (embeddings, final norm, heads; the tied
+        embedding/output weight stays in one unit), sharded over all ranks. Under bf16 the
+        parameters are gathered in bf16 and gradients reduced in fp32 (the sharded master
+        weights and AdamW state stay fp32); on CPU and under fp32 all is fp32."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        bf16 = self.dtype_name == "bf16"
+        policy = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16 if bf16 else torch.float32, reduce_dtype=torch.float32
+        )
+        blocks = self.model.blocks_list()
+        for i, block in enumerate(blocks):
+            # The last block's parameters are needed again at once by the backward: keeping
+            # them gathered after the forward saves one all-gather (torchtitan does the same).
+            fully_shard(block, mp_policy=policy, reshard_after_forward=i < len(blocks) - 1)
+        fully_shard(self.model, mp_policy=policy)
 
     def _masking(self) -> data.MaskingConfig | None:
         if self.objective != "mlm" or self.shards.static_masking:
@@ -453,7 +519,7 @@ class Trainer:
         found: tuple[Path, dict[str, Any], list[str]] | None = None
         error: str | None = None
         try:
-            found = checkpoint.load_latest_good(self.run_dir)
+            found = checkpoint.load_latest_good(self.run_dir, full_weights=False)
         except checkpoint.CorruptCheckpoint as e:
             error = str(e)
         # Every rank reads the checkpoints itself (--out is shared); they must agree on the step.
@@ -485,8 +551,23 @@ class Trainer:
             ]
         if state["model_config"] != self.model_cfg.to_dict():
             raise Stop(f"{path}: saved for another model configuration; use another --out")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if checkpoint.is_sharded(path):
+            # Shards of any number of ranks, into this run's layout (sharded or whole).
+            from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+            model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+            checkpoint.load_sharded(path, {"model": model_sd, "optimizer": optim_sd})
+            set_state_dict(
+                self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd
+            )
+        elif self.fsdp:
+            raise Stop(
+                f"{path}: a one-file checkpoint of --parallel ddp; resume it with --parallel ddp "
+                "(--init-from takes its weights into a new fsdp run)"
+            )
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         rng = state["rng"]
         saved_world = len(rng)
@@ -514,7 +595,8 @@ class Trainer:
             sums = [sum(s["sums"][i] for s in saved) if self.dist.is_main else 0.0 for i in (0, 1)]
         iv = self.interval
         iv.sums.copy_(torch.tensor(sums, dtype=torch.float64))
-        iv.counts.copy_(torch.tensor(mine["counts"], dtype=torch.float64))
+        counts = list(mine["counts"])  # a checkpoint before COUNTS grew holds [lm, nsp]
+        iv.counts.copy_(torch.tensor(counts + [0.0] * (len(COUNTS) - len(counts))))
         iv.steps, iv.wait = int(mine["steps"]), float(mine["wait"])
         iv.elapsed, iv.grad_norm = float(mine.get("elapsed", 0.0)), float(mine["grad_norm"])
         if iv.mix is not None:
@@ -584,9 +666,7 @@ class Trainer:
         sums = torch.zeros(2, dtype=torch.float64, device=self.dev)
         scale = float(self.dist.world_size)
         for i, batch in enumerate(micro):
-            last = i == len(micro) - 1
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.net.no_sync()  # type: ignore[operator]
-            with sync:
+            with self._grad_sync(i == len(micro) - 1):
                 with self.autocast:
                     out = self.net(**_to_device(batch, self.dev))
                 loss = out["lm"].float() * (scale / lm_total)
@@ -597,8 +677,20 @@ class Trainer:
             if "nsp" in out:
                 sums[1] += out["nsp"].detach().double()
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        return sums, counts, grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if isinstance(norm, DTensor):  # FSDP: the norm of the sharded gradients, all-reduced
+            norm = norm.full_tensor()
+        return sums, counts, float(norm)
+
+    def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Gradients are reduced over the ranks in the backward of a step's last micro-batch
+        only (the earlier ones accumulate locally)."""
+        if self.fsdp:
+            self.model.set_requires_gradient_sync(last)  # type: ignore[operator]
+            return contextlib.nullcontext()
+        if last or not self.dist.enabled:
+            return contextlib.nullcontext()
+        return self.net.no_sync()  # type: ignore[operator,no-any-return]
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
@@ -653,11 +745,63 @@ class Trainer:
         interval = distributed.all_gather_object(
             {**self.interval.to_state(), "elapsed": self._interval_elapsed()}
         )
+        if self.fsdp:
+            self._save_sharded(reason, metrics, rng, interval)
+            return
         if not self.dist.is_main:
             distributed.barrier()
             return
+        meta = self._meta(reason)
+        state = {
+            **meta,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+            "interval": interval,
+        }
+        path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.checkpoint.keep_last)
+        metrics.print(f"[green]checkpoint[/] {path} ({reason})")
+        distributed.barrier()
+
+    def _save_sharded(
+        self, reason: str, metrics: Metrics, rng: list[object], interval: list[object]
+    ) -> None:
+        """`--parallel fsdp`: every rank writes its shards (checkpoint.save_sharded); with
+        `--async-checkpoint`, periodic ones in the background (the previous one is completed
+        first; stops and the end are written at once)."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        self.finish_pending(metrics)
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        meta = self._meta(reason)
+        state = {**meta, "rng": rng, "interval": interval}
+        background = self.cfg.checkpoint.async_checkpoint and reason == "periodic"
+        out = checkpoint.save_sharded(
+            self.run_dir,
+            self.step,
+            {"model": model_sd, "optimizer": optim_sd},
+            state,
+            meta,
+            self.cfg.checkpoint.keep_last,
+            background=background,
+        )
+        if isinstance(out, checkpoint.PendingSave):
+            self.pending = out
+            metrics.print(f"[green]checkpoint[/] step {self.step} being written ({reason})")
+        elif out is not None:
+            metrics.print(f"[green]checkpoint[/] {out} ({reason})")
+
+    def finish_pending(self, metrics: Metrics) -> None:
+        """Completes a background checkpoint, if one is in flight (every rank)."""
+        if self.pending is not None:
+            path = self.pending.wait()
+            self.pending = None
+            if path is not None:
+                metrics.print(f"[green]checkpoint[/] {path} (written in the background)")
+
+    def _meta(self, reason: str) -> dict[str, Any]:
         epoch, in_epoch = self.position(self.step)
-        meta = {
+        return {
             "step": self.step,
             "epoch": epoch,
             "step_in_epoch": in_epoch,
@@ -670,17 +814,8 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(),
             "reason": reason,
             "time": time.time(),
+            "parallel": self.cfg.parallelism.parallel,
         }
-        state = {
-            **meta,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng,
-            "interval": interval,
-        }
-        path = checkpoint.save(self.run_dir, self.step, state, meta, self.cfg.checkpoint.keep_last)
-        metrics.print(f"[green]checkpoint[/] {path} ({reason})")
-        distributed.barrier()
 
     def run(self) -> int:
         cfg, dist = self.cfg, self.dist
@@ -720,7 +855,8 @@ class Trainer:
             f"{sum(x.num_rows for x in self.sets):,} rows x {s.seq_len} | {self.dist} | batch {self.global_batch} rows "
             f"= {self.dist.world_size} ranks x {self.grad_accum} accum x {self.cfg.batch.micro_batch} "
             f"({tokens_per_step:,} tokens) | {self.steps_per_epoch} steps/epoch, {self.total_steps} steps | "
-            f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''}"
+            f"{self.dtype_name}{' compiled' if self.cfg.precision.compile else ''} | "
+            f"{self._layout()}"
         )
         if self.mix is not None:
             metrics.print(
@@ -747,6 +883,16 @@ class Trainer:
             metrics.print(
                 f"resumed from {self.resumed_from} (epoch {epoch}, step {in_epoch} of the epoch)"
             )
+
+    def _layout(self) -> str:
+        """How the model runs, for the banner: parallelism, recompute, unpadding."""
+        par = self.cfg.parallelism
+        parts: list[str] = [par.parallel if self.dist.enabled or self.fsdp else "1 process"]
+        if par.activation_checkpointing != "none":
+            parts.append(f"activation checkpointing {par.activation_checkpointing}")
+        if self.unpad:
+            parts.append("unpadded")
+        return ", ".join(parts)
 
     def _interval_elapsed(self) -> float:
         """Training seconds of the interval in progress (pauses excluded, resumed part included)."""
@@ -866,13 +1012,14 @@ class Trainer:
                 record[f"mix/{i}"] = n / max(float(rows.sum()), 1.0)
         if partial:
             record["partial"] = True
+        # Padding (and filler rows) are no work done: MFU counts the real tokens only.
+        real = float(counts[2])
+        record["pad_share"] = 1.0 - real / (steps * tokens_per_step)
         mfu = ""
         if self.peak is not None:
-            record["mfu"] = (
-                self._flops_per_token(float(counts[0]) / (steps * tokens_per_step))
-                * tokens_per_s
-                / (self.peak * self.dist.world_size)
-            )
+            flops = self._flops_per_token(float(counts[0]), real, float(counts[3]))
+            real_per_s = tokens_per_s * (1.0 - record["pad_share"])
+            record["mfu"] = flops * real_per_s / (self.peak * self.dist.world_size)
             mfu = f" | mfu {record['mfu']:.1%}"
         nsp = f" nsp {record['nsp_loss']:.4f}" if "nsp_loss" in record else ""
         metrics.log(
@@ -882,13 +1029,18 @@ class Trainer:
             + (" (partial interval)" if partial else ""),
         )
 
-    def _flops_per_token(self, target_share: float) -> float:
-        """Training FLOPs per token (model.flops_per_token). BERT's MLM head runs on the
-        predicted positions only: `target_share` is their real share of the step's positions
-        (labels != -100, counted), not the mask probability (special tokens, padding and
-        filler rows are never masked, and `fixed`/`span` masking hit other shares)."""
+    def _flops_per_token(self, targets: float, real: float, real_squared: float) -> float:
+        """Training FLOPs per real token (model.flops_per_token), from the interval's counts
+        (`COUNTS`). BERT's MLM head runs on the predicted positions only: their share of the
+        real tokens (labels != -100, counted), not the mask probability (special tokens are
+        never masked, and `fixed`/`span` masking hit other shares). Its attention is
+        bidirectional within the row: a token of a row of L real tokens attends to L keys, so
+        the length in the attention term is sum(L^2) / sum(L), not seq_len. GPT keeps seq_len
+        (PaLM's count, see GPT.flops_per_token; packed rows are full)."""
+        if real <= 0:
+            return 0.0
         if isinstance(self.model, model.BERT):
-            return self.model.flops_per_token(self.shards.seq_len, mlm_fraction=target_share)
+            return self.model.flops_per_token(real_squared / real, mlm_fraction=targets / real)
         return self.model.flops_per_token(self.shards.seq_len)
 
 
@@ -899,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    d = distributed.init(cfg.precision.device)
+    d = distributed.init(cfg.precision.device, group_of_one=cfg.parallelism.parallel == "fsdp")
     try:
         return Trainer(cfg, d).run()
     except (Stop, FileNotFoundError, ValueError) as e:

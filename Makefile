@@ -18,11 +18,13 @@ $(BIN)/python:
 
 # The pins come from pyproject.toml: torch from the `train` extra (a ~3 GB CUDA build from PyPI,
 # ~2 min once), ruff and mypy from the `lint` extra (a new release adds checks; CI should fail on
-# our changes only). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
+# our changes only), the export readers from the `export` extra with --no-deps (see its comment in
+# pyproject.toml). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
 		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
 		$$(grep -oE '^(lint|train) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy)==[0-9.]+')
+	$(BIN)/pip install -q --no-deps $$(grep -oE '^export = .*' pyproject.toml | grep -oE '[A-Za-z-]+==[0-9.]+')
 	touch $@
 
 install: $(VENV)/.deps  ## build the Rust extension (release) into .venv (or VENV=dir), with test and lint tools

@@ -272,6 +272,11 @@ def test_changed_export_is_refused(shards: Path, tmp_path: Path) -> None:
         f.write(b"\xff\xff")
     with pytest.raises(ExportError, match=r"train\.bin: changed since it was written"):
         export(shards, tmp_path, "bin")
+    clean = tmp_path / "clean"
+    export(shards, clean, "bin")
+    (clean / "header.json").write_text("{}")
+    with pytest.raises(ExportError, match=r"header\.json: changed since it was written"):
+        export(shards, clean, "bin")
 
 
 def test_refusals(
@@ -337,6 +342,20 @@ def test_cli(shards: Path, tmp_path: Path) -> None:
         main, ["export", str(shards), "--format", "bin", "--out", str(tmp_path / "a")]
     )
     assert again.exit_code == 0 and "already complete" in again.output
+    val = runner.invoke(
+        main,
+        [
+            "export",
+            str(shards),
+            "--format",
+            "parquet",
+            "--out",
+            str(tmp_path / "v"),
+            "--split",
+            "val",
+        ],
+    )
+    assert val.exit_code == 0 and "not exported: train" in val.output, val.output
     for args, message in [
         (["--format", "hdf5"], "error: --format 'hdf5': not one of"),
         (["--format", "mds", "--mds-shard-bytes", "lots"], "error: --mds-shard-bytes 'lots': not an integer"),

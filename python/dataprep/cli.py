@@ -335,6 +335,8 @@ def export_cmd(
             else ""
         )
         note = f"{secs:.2f} s, {total / max(secs, 1e-9) / 1e6:.1f} MB/s written{kept}"
+    if summary["left_out"]:
+        note += f"; not exported: {', '.join(summary['left_out'])} (no rows, or not asked for)"
     Console().print(f"dtype {summary['dtype']}; {note}", highlight=False, soft_wrap=True)
 
 

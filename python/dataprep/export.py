@@ -587,7 +587,8 @@ def read_export(directory: PathLike) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ExportError(str(e)) from None
-    problem = _check_files(out, [f for sp in data["splits"].values() for f in sp["files"]])
+    files = [f for sp in data["splits"].values() for f in sp["files"]]
+    problem = _check_files(out, [*files, *([data["header"]] if "header" in data else [])])
     if problem:
         raise ExportError(problem)
     return data
@@ -601,6 +602,7 @@ class _Plan:
     fmt: str
     splits: tuple[str, ...]
     config: dict[str, Any]
+    left_out: tuple[str, ...]  # splits of the shards not exported (empty, or not asked for)
 
 
 def _plan(
@@ -644,7 +646,7 @@ def _plan(
         "source_manifest_sha256": hashlib.sha256(source).hexdigest(),
         **({"mds_shard_bytes": mds_shard_bytes} if fmt == "mds" else {}),
     }
-    return _Plan(fmt, chosen, config)
+    return _Plan(fmt, chosen, config, tuple(s for s in manifest.splits if s not in chosen))
 
 
 def export(
@@ -670,9 +672,10 @@ def export(
         on_split: Called as `(split, documents, tokens)` after each split is written.
 
     Returns:
-        The export manifest (`export.json`) as a dict, plus `seconds` and `resumed` (the
-        splits kept from an earlier run) and `unchanged` (True when the export was already
-        complete and nothing was written).
+        The export manifest (`export.json`) as a dict, plus `seconds`, `resumed` (the splits
+        kept from an earlier run), `unchanged` (True when the export was already complete and
+        nothing was written) and `left_out` (splits of the shards not exported: not asked for,
+        or without rows).
 
     Raises:
         ExportError: An invalid option, MLM shards, shards that fail their checksums, an output
@@ -708,7 +711,8 @@ def _export_locked(
                 f"--out {out} holds an export of other shards or options ({EXPORT_MANIFEST}); "
                 "write elsewhere"
             )
-        return {**done, "seconds": time.perf_counter() - t0, "resumed": [], "unchanged": True}
+        extra = {"resumed": [], "unchanged": True, "left_out": list(plan.left_out)}
+        return {**done, "seconds": time.perf_counter() - t0, **extra}
     journal: dict[str, Any] = {"config": plan.config, "splits": {}}
     if (out / JOURNAL).is_file():
         try:
@@ -787,7 +791,8 @@ def _export_locked(
     _write_atomic(out / EXPORT_MANIFEST, _with_checksum(result))
     with contextlib.suppress(FileNotFoundError):
         (out / JOURNAL).unlink()
-    return {**result, "seconds": time.perf_counter() - t0, "resumed": resumed, "unchanged": False}
+    extra = {"resumed": resumed, "unchanged": False, "left_out": list(plan.left_out)}
+    return {**result, "seconds": time.perf_counter() - t0, **extra}
 
 
 def _file_dtype(fmt: str, dtype: np.dtype[Any], vocab_size: int) -> str:

@@ -129,6 +129,26 @@ def test_megatron_reader(
         assert ds.get(1, offset=2, length=3).tolist() == docs[1][2:5]
 
 
+def test_megatron_builder_bytes(
+    shards: Path, documents: dict[str, list[list[int]]], tmp_path: Path
+) -> None:
+    """Byte for byte what Megatron's own writer (`IndexedDatasetBuilder`, as
+    `tools/preprocess_data.py` drives it: one item per document, then `end_document`) writes."""
+    mod = _import("megatron.core.datasets.indexed_dataset")
+    torch = _import("torch")
+    export(shards, tmp_path / "ours", "megatron")
+    for split in SPLITS:
+        prefix = tmp_path / f"theirs-{split}"
+        builder = mod.IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+        for doc in documents[split]:
+            builder.add_item(torch.tensor(doc, dtype=torch.int64))
+            builder.end_document()
+        builder.finalize(f"{prefix}.idx")
+        for ext in ("bin", "idx"):
+            ours = (tmp_path / "ours" / f"{split}.{ext}").read_bytes()
+            assert ours == Path(f"{prefix}.{ext}").read_bytes(), (split, ext)
+
+
 # --- mds ----------------------------------------------------------------------------------
 
 

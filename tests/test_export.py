@@ -24,13 +24,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dataprep
 from dataprep.cli import main
 from dataprep.export import (
     JOURNAL,
     ExportError,
+    _BinWriter,
     _Lock,
+    _MdsWriter,
+    _MegatronWriter,
+    _ParquetWriter,
     export,
     read_bin,
     read_export,
@@ -385,3 +391,54 @@ def test_cli(shards: Path, tmp_path: Path) -> None:
         bad = runner.invoke(main, ["export", str(shards), "--out", str(tmp_path / "b"), *args])
         assert bad.exit_code == 1 and message in bad.output, bad.output
         assert len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+# --- the writers on any cut of the token stream -------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    docs=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(1, 60), min_size=1, max_size=8),
+    wide=st.booleans(),
+)
+def test_writers_any_chunking(
+    docs: list[int], cuts: list[int], wide: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Documents of random lengths, the stream cut into random chunks (a chunk may hold no
+    document start, or several): every writer gives back the documents, for uint16 and for
+    uint32 ids (Megatron: int32 from 65,500 ids on)."""
+    vocab = 70000 if wide else 1000
+    dtype = np.dtype("uint32" if wide else "uint16")
+    rng = np.random.default_rng(len(docs) * 100 + sum(cuts))
+    expected = [rng.integers(0, vocab, n).astype(dtype) for n in docs]
+    stream = np.concatenate(expected)
+    starts = np.cumsum([0, *docs[:-1]])
+    bounds = sorted({0, *np.cumsum(cuts).tolist(), stream.size} & set(range(stream.size + 1)))
+    out = tmp_path_factory.mktemp("w")
+    writers = [
+        _MegatronWriter(out, "m", dtype, vocab),
+        _BinWriter(out, "b", dtype, vocab),
+        _ParquetWriter(out, "p", dtype, vocab),
+        _MdsWriter(out, "s", dtype, vocab, 64),
+    ]
+    for w in writers:
+        for a, b in itertools.pairwise(bounds):
+            local = starts[(starts >= a) & (starts < b)] - a
+            w.write(stream[a:b], local.astype(np.int64))
+        w.close()
+        w.commit()
+        assert (w.documents, w.tokens) == (len(docs), stream.size)
+    want = [d.tolist() for d in expected]
+    mdtype, lengths, pointers, _ = _read_megatron_idx(out / "m.idx")
+    assert mdtype == (np.int32 if wide else np.uint16)
+    flat = np.fromfile(out / "m.bin", mdtype)
+    assert [
+        flat[p // mdtype.itemsize :][:n].tolist() for p, n in zip(pointers, lengths, strict=True)
+    ] == want
+    tokens = np.fromfile(out / "b.bin", dtype)
+    offsets = np.fromfile(out / "b.offsets", "<u8")
+    assert [tokens[a:b].tolist() for a, b in itertools.pairwise(offsets)] == want
+    assert pq.read_table(out / "p.parquet").column("input_ids").to_pylist() == want
+    if not wide:  # `_read_mds` decodes uint16
+        assert _read_mds(out / "s") == want

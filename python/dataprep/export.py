@@ -14,8 +14,9 @@ The formats (one set of files per split, `train` and `val`):
 
     megatron  `<split>.bin` + `<split>.idx`: Megatron-LM's `IndexedDataset` (the `MMIDIDX` index
               of `megatron/core/datasets/indexed_dataset.py`), one sequence per document and
-              one document per sequence; dtype uint16 for vocabularies of up to 65,536 ids,
-              int32 above (Megatron has no uint32 code); `--data-path OUT/train`.
+              one document per sequence; dtype uint16 for vocabularies below 65,500 ids,
+              int32 above (Megatron's `DType.optimal_dtype`; it has no uint32 code): the bytes
+              `tools/preprocess_data.py --append-eod` writes; `--data-path OUT/train`.
     mds       `<split>/index.json` + `<split>/shard.NNNNN.mds`: MosaicML streaming MDS, one
               column `input_ids` (`ndarray:uint16` or `ndarray:uint32`), uncompressed, shards
               of at most `mds_shard_bytes` (the bytes `streaming.MDSWriter` would write).
@@ -90,6 +91,7 @@ EXPORT_VERSION = 1  # of the layout below; a change that changes bytes bumps it
 # Megatron-LM `indexed_dataset.py`: `_INDEX_HEADER`, version 1, and the `DType` codes we write.
 MEGATRON_HEADER = b"MMIDIDX\x00\x00"
 MEGATRON_DTYPE_CODES = {"uint16": 8, "int32": 4}
+MEGATRON_UINT16_BELOW = 65500  # `DType.optimal_dtype`: uint16 for fewer ids, else int32
 
 # MosaicML streaming: `MDSWriter`'s default shard size limit and its index layout version.
 MDS_SHARD_BYTES = 1 << 26
@@ -253,9 +255,9 @@ class _StreamWriter(_Writer):
 
 class _MegatronWriter(_StreamWriter):
     def __init__(self, out: Path, split: str, dtype: np.dtype[Any], vocab_size: int) -> None:
-        # Megatron's own choice is `DType.optimal_dtype`: uint16 below 65,500 ids; its reader
-        # takes uint16 for any id below 65,536, and has no uint32.
-        file_dtype = "uint16" if vocab_size <= 1 << 16 else "int32"
+        # Megatron's own choice (`DType.optimal_dtype`, what preprocess_data.py writes): uint16
+        # below 65,500 ids, else int32 (it has no uint32).
+        file_dtype = _megatron_dtype(vocab_size)
         super().__init__(out, split, dtype, file_dtype)
         self.idx = self._open(f"{split}.idx")
         # Sequence lengths, spilled: the index needs all of them before the pointers.
@@ -795,10 +797,12 @@ def _export_locked(
     return {**result, "seconds": time.perf_counter() - t0, **extra}
 
 
+def _megatron_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size < MEGATRON_UINT16_BELOW else "int32"
+
+
 def _file_dtype(fmt: str, dtype: np.dtype[Any], vocab_size: int) -> str:
-    if fmt == "megatron":
-        return "uint16" if vocab_size <= 1 << 16 else "int32"
-    return dtype.name
+    return _megatron_dtype(vocab_size) if fmt == "megatron" else dtype.name
 
 
 def _make_writer(plan: _Plan, out: Path, split: str, dtype: np.dtype[Any], vocab: int) -> _Writer:

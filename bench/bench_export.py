@@ -9,7 +9,8 @@ side by side with Megatron-LM's own `tools/preprocess_data.py`.
 2. Raw text -> `.bin`/`.idx`: dataprep (`tokenize --val-fraction 0` then `export --format
    megatron`) against `preprocess_data.py --tokenizer-type HuggingFaceTokenizer` on the same
    documents (a JSONL of what dataprep reads; writing it is not timed) with the same tokenizer
-   (our `export-tokenizer` directory), `--append-eod`, `--workers 2`. Runs when `--megatron-lm`
+   (our `export-tokenizer` directory, loaded with `--tokenizer-hf-use-fast`: without it Megatron
+   asks transformers for a slow tokenizer), `--append-eod`, `--workers 2`. Runs when `--megatron-lm`
    names a Megatron-LM checkout whose `tools/preprocess_data.py` imports (see BENCHMARKS.md for
    the setup); the two outputs are compared byte for byte.
 
@@ -175,7 +176,7 @@ def side_by_side(mlm: Path, corpus: Path, tok: Path, tmp: Path, runs: int) -> No
             [sys.executable, "-W", "ignore", str(mlm / "tools" / "preprocess_data.py"),
              "--input", str(jsonl), "--output-prefix", str(prefix),
              "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(hf_dir),
-             "--append-eod", "--workers", "2"],
+             "--tokenizer-hf-use-fast", "--append-eod", "--workers", "2"],
             env,
         )  # fmt: skip
         theirs_t.append(t3)

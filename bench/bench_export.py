@@ -14,7 +14,8 @@ side by side with Megatron-LM's own `tools/preprocess_data.py`.
    names a Megatron-LM checkout whose `tools/preprocess_data.py` imports (see BENCHMARKS.md for
    the setup); the two outputs are compared byte for byte.
 
-    python bench/bench_export.py [--runs 3] [--shards DIR --tokenizer FILE] [--megatron-lm DIR]
+    python bench/bench_export.py [--runs 3] [--shards DIR --tokenizer FILE]
+                                 [--megatron-lm DIR [--side-runs 1]]
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ def tokenize_one(corpus: str, tok: str, out: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "bytes": m["documents"]["bytes"]}
 
 
-def timed_command(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a command: wait4's rusage of the child, whose
-    `ru_maxrss` is the largest of it and the processes it waited for (a worker pool's)."""
+def timed_command(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of a command, from wait4's
+    rusage of the child: it counts the processes the child waited for (a worker pool's), and
+    its `ru_maxrss` is the largest of them. On a shared machine CPU seconds are the steadier
+    figure: wall time stretches with everyone else's load."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -75,7 +78,7 @@ def timed_command(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
         if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
             raise RuntimeError(f"{cmd[:4]} failed: {err.read().decode()[-2000:]}")
-    return secs, usage.ru_maxrss / 1024
+    return secs, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def prepare(work: Path, corpus: Path) -> tuple[Path, Path]:
@@ -99,9 +102,10 @@ def main() -> None:
     ap.add_argument("--work", default=str(REPO / "bench" / "out" / "export"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--megatron-lm", help="a Megatron-LM checkout (tools/preprocess_data.py)")
+    ap.add_argument("--side-runs", type=int, default=1, help="rounds of the side by side")
     args = ap.parse_args()
-    if args.runs < 1:
-        ap.error("--runs must be >= 1")
+    if args.runs < 1 or args.side_runs < 1:
+        ap.error("--runs and --side-runs must be >= 1")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.shards and args.tokenizer:
@@ -135,7 +139,7 @@ def main() -> None:
                 flush=True,
             )
         if args.megatron_lm:
-            side_by_side(Path(args.megatron_lm), Path(args.corpus), tok, tmp, args.runs)
+            side_by_side(Path(args.megatron_lm), Path(args.corpus), tok, tmp, args.side_runs)
         else:
             print("Megatron-LM side by side: skipped (no --megatron-lm)")
     finally:
@@ -159,39 +163,38 @@ def side_by_side(mlm: Path, corpus: Path, tok: Path, tmp: Path, runs: int) -> No
         "PYTHONPATH": os.pathsep.join([str(mlm), os.environ.get("PYTHONPATH", "")]),
     }
     cli = [sys.executable, "-m", "dataprep.cli"]
-    print(
-        "\n| raw text -> .bin/.idx | seconds (median) | MB/s of text | peak RSS MB (largest process) |"
-    )
-    print("|---|---:|---:|---:|")
+    print("\n| raw text -> .bin/.idx | wall s (median) | CPU s (median) | MB/s of text (wall) | peak RSS MB (largest process) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     text_mb = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file()) / 1e6
-    ours_t, ours_m, theirs_t, theirs_m = [], [], [], []
+    rows: dict[str, list[tuple[float, float, float]]] = {"dataprep": [], "megatron": []}
     for r in range(runs):
         shards, out = tmp / f"s{r}", tmp / f"m{r}"
-        t1, m1 = timed_command([*cli, "tokenize", str(corpus), "--tokenizer", str(tok), "--out", str(shards), "--seq-len", "1024", "--val-fraction", "0", "--threads", "2"], env)  # fmt: skip
-        t2, m2 = timed_command([*cli, "export", str(shards), "--format", "megatron", "--out", str(out)], env)  # fmt: skip
-        ours_t.append(t1 + t2)
-        ours_m.append(max(m1, m2))
+        t1 = timed_command([*cli, "tokenize", str(corpus), "--tokenizer", str(tok), "--out", str(shards), "--seq-len", "1024", "--val-fraction", "0", "--threads", "2"], env)  # fmt: skip
+        t2 = timed_command([*cli, "export", str(shards), "--format", "megatron", "--out", str(out)], env)  # fmt: skip
+        rows["dataprep"].append((t1[0] + t2[0], t1[1] + t2[1], max(t1[2], t2[2])))
         prefix = tmp / f"mlm{r}"
-        t3, m3 = timed_command(
+        t3 = timed_command(
             [sys.executable, "-W", "ignore", str(mlm / "tools" / "preprocess_data.py"),
              "--input", str(jsonl), "--output-prefix", str(prefix),
              "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(hf_dir),
              "--tokenizer-hf-use-fast", "--append-eod", "--workers", "2"],
             env,
         )  # fmt: skip
-        theirs_t.append(t3)
-        theirs_m.append(m3)
+        rows["megatron"].append(t3)
         same = all(
             (out / f"train.{ext}").read_bytes()
             == Path(f"{prefix}_text_document.{ext}").read_bytes()
             for ext in ("bin", "idx")
         )
-        print(f"round {r}: dataprep {t1:.1f} + {t2:.1f} s, Megatron-LM {t3:.1f} s, identical .bin/.idx: {same}", flush=True)  # fmt: skip
+        print(f"round {r}: dataprep {t1[0]:.1f} + {t2[0]:.1f} s wall ({t1[1] + t2[1]:.1f} s CPU), Megatron-LM {t3[0]:.1f} s wall ({t3[1]:.1f} s CPU), identical .bin/.idx: {same}", flush=True)  # fmt: skip
         shutil.rmtree(shards)
         shutil.rmtree(out)
-    for name, ts, ms in (("dataprep tokenize + export", ours_t, ours_m), ("Megatron-LM preprocess_data.py", theirs_t, theirs_m)):  # fmt: skip
-        secs = statistics.median(ts)
-        print(f"| {name} | {secs:.1f} | {text_mb / secs:.1f} | {max(ms):.0f} |")
+    names = {"dataprep": "dataprep tokenize + export", "megatron": "Megatron-LM preprocess_data.py"}
+    for key, name in names.items():
+        wall = statistics.median(x[0] for x in rows[key])
+        cpu = statistics.median(x[1] for x in rows[key])
+        peak = max(x[2] for x in rows[key])
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {text_mb / wall:.1f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--megatron-lm", help="a Megatron-LM checkout (tools/preprocess_data.py)")
     ap.add_argument("--side-runs", type=int, default=1, help="rounds of the side by side")
+    ap.add_argument(
+        "--megatron-arg",
+        action="append",
+        default=[],
+        help="an extra preprocess_data.py flag (repeatable), e.g. --tokenizer-hf-include-special-tokens",
+    )
     args = ap.parse_args()
     if args.runs < 1 or args.side_runs < 1:
         ap.error("--runs and --side-runs must be >= 1")
@@ -139,14 +145,23 @@ def main() -> None:
                 flush=True,
             )
         if args.megatron_lm:
-            side_by_side(Path(args.megatron_lm), Path(args.corpus), tok, tmp, args.side_runs)
+            side_by_side(
+                Path(args.megatron_lm),
+                Path(args.corpus),
+                tok,
+                tmp,
+                args.side_runs,
+                args.megatron_arg,
+            )
         else:
             print("Megatron-LM side by side: skipped (no --megatron-lm)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def side_by_side(mlm: Path, corpus: Path, tok: Path, tmp: Path, runs: int) -> None:
+def side_by_side(
+    mlm: Path, corpus: Path, tok: Path, tmp: Path, runs: int, extra: list[str]
+) -> None:
     import dataprep
     from dataprep.hf_tokenizer import write_transformers_dir
 
@@ -177,7 +192,7 @@ def side_by_side(mlm: Path, corpus: Path, tok: Path, tmp: Path, runs: int) -> No
             [sys.executable, "-W", "ignore", str(mlm / "tools" / "preprocess_data.py"),
              "--input", str(jsonl), "--output-prefix", str(prefix),
              "--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", str(hf_dir),
-             "--tokenizer-hf-use-fast", "--append-eod", "--workers", "2"],
+             "--tokenizer-hf-use-fast", "--append-eod", "--workers", "2", *extra],
             env,
         )  # fmt: skip
         rows["megatron"].append(t3)

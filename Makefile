@@ -18,7 +18,8 @@ $(BIN)/python:
 
 # The pins come from pyproject.toml: torch from the `train` extra (a ~3 GB CUDA build from PyPI,
 # ~2 min once), ruff and mypy from the `lint` extra (a new release adds checks; CI should fail on
-# our changes only). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
+# our changes only), the export readers from the `export` extra with --no-deps (see its comment in
+# pyproject.toml). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
 		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
@@ -27,6 +28,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	# pins the crate to the same version); its metadata asks for an older huggingface-hub than
 	# transformers does, which the library itself does not need: installed without its deps.
 	$(BIN)/pip install -q --no-deps tokenizers==0.23.2
+	$(BIN)/pip install -q --no-deps $$(grep -oE '^export = .*' pyproject.toml | grep -oE '[A-Za-z-]+==[0-9.]+')
 	touch $@
 
 install: $(VENV)/.deps  ## build the Rust extension (release) into .venv (or VENV=dir), with test and lint tools
@@ -76,6 +78,7 @@ bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see 
 	$(BIN)/python bench/bench_tokenize.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_mask.py
+	$(BIN)/python bench/bench_export.py
 
 faults: install  ## the long fault-injection run; its figures go in RELIABILITY.md
 	$(BIN)/python bench/fault_injection.py --kills 20 --trainer-kills 3 --flips 300 --fuzz 500 \

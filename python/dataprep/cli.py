@@ -22,6 +22,8 @@ import dataprep
 from dataprep import _core
 from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
+from dataprep.export import FORMATS, MDS_SHARD_BYTES, ExportError, export
+from dataprep.hf_tokenizer import ROLES, write_transformers_dir
 from dataprep.jobs import run_job
 from dataprep.options import click_options, defaults, given
 from dataprep.shards import Manifest, ShardSet
@@ -267,6 +269,122 @@ def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
         console.print(Text(p, style="red"), soft_wrap=True)  # one line each, however long
     if problems:
         sys.exit(1)
+
+
+@main.command("export")
+@click.argument("shards", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    help=f"Output format: {', '.join(FORMATS)} (see the README, 'Use with other trainers').",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Output directory (new or empty)."
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    help="A split to export (repeatable) [default: every split with rows].",
+)
+@click.option(
+    "--mds-shard-bytes",
+    type=str,
+    help=f"mds: largest shard file in bytes, MDSWriter's size_limit [default: {MDS_SHARD_BYTES}].",
+)
+def export_cmd(
+    shards: Path, fmt: str, out: Path, splits: tuple[str, ...], mds_shard_bytes: str | None
+) -> None:
+    """Export the documents of causal-LM SHARDS for another trainer (resumable: rerun to
+    continue)."""
+    limit: int | None = None
+    if mds_shard_bytes is not None:
+        try:
+            limit = int(mds_shard_bytes)
+        except ValueError:
+            fail(f"--mds-shard-bytes {mds_shard_bytes!r}: not an integer")
+    try:
+        summary = export(shards, out, fmt, splits=splits or None, mds_shard_bytes=limit)
+    except (ExportError, _core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished splits are kept: rerun the same command to resume into {out}")
+    secs = summary["seconds"]
+    table = Table(title=f"export {fmt} -> {out}", title_justify="left")
+    for col in ("split", "documents", "tokens", "files", "bytes"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    total = 0
+    for name, sp in summary["splits"].items():
+        size = sum(f["bytes"] for f in sp["files"])
+        total += size
+        table.add_row(
+            name,
+            f"{sp['documents']:,}",
+            f"{sp['tokens']:,}",
+            f"{len(sp['files']):,}",
+            human_bytes(size),
+        )
+    Console().print(table)
+    if summary["unchanged"]:
+        note = "already complete (files checked against export.json); nothing written"
+    else:
+        kept = (
+            f"; kept from the last run: {', '.join(summary['resumed'])}"
+            if summary["resumed"]
+            else ""
+        )
+        note = f"{secs:.2f} s, {total / max(secs, 1e-9) / 1e6:.1f} MB/s written{kept}"
+    if summary["left_out"]:
+        note += f"; not exported: {', '.join(summary['left_out'])} (no rows, or not asked for)"
+    Console().print(f"dtype {summary['dtype']}; {note}", highlight=False, soft_wrap=True)
+
+
+@main.command("export-tokenizer")
+@click.argument("tokenizer", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Output directory (new or empty)."
+)
+@click.option("--pattern", help="Split pattern of a .tiktoken file without its .json sidecar.")
+@click.option(
+    "--model-max-length", type=str, help="model_max_length of the config [default: not set]."
+)
+@click.option("--bos-token", help="BOS special token [default: found by name].")
+@click.option("--eos-token", help="EOS special token [default: found by name].")
+@click.option("--unk-token", help="UNK special token [default: found by name].")
+@click.option("--pad-token", help="PAD special token [default: found by name].")
+@click.option("--mask-token", help="MASK special token [default: found by name].")
+@click.option("--cls-token", help="CLS special token [default: found by name].")
+@click.option("--sep-token", help="SEP special token [default: found by name].")
+def export_tokenizer_cmd(
+    tokenizer: Path,
+    out: Path,
+    pattern: str | None,
+    model_max_length: str | None,
+    **tokens: str | None,
+) -> None:
+    """Write a transformers tokenizer directory (AutoTokenizer.from_pretrained) for TOKENIZER."""
+    length: int | None = None
+    if model_max_length is not None:
+        try:
+            length = int(model_max_length)
+        except ValueError:
+            fail(f"--model-max-length {model_max_length!r}: not an integer")
+    roles = {role: tokens[f"{role}_token"] for role in ROLES}
+    try:
+        result = write_transformers_dir(
+            tokenizer, out, pattern=pattern, model_max_length=length, **roles
+        )
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    table = Table(title=f"export-tokenizer -> {out}", show_header=False, title_justify="left")
+    for role in ROLES:
+        token = result["roles"].get(role)
+        how = "" if token is None else (" (given)" if roles[role] else " (found by name)")
+        table.add_row(role, Text("not set" if token is None else f"{token}{how}"))
+    table.add_row("model_max_length", "not set" if length is None else f"{length:,}")
+    table.add_row("wrote", Text(", ".join(str(p) for p in result["files"]), overflow="fold"))
+    Console().print(table)
 
 
 def skipped_text(stats: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-from common import CORPORA, wiki_docs  # noqa: E402
+from common import CORPORA, wiki_docs
 
 CL100K = (
     r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+\z"
@@ -71,7 +71,9 @@ def build(kind: str, texts: list[str]):  # type: ignore[no-untyped-def]
             [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
         )
         specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-        tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=specials))
+        tok.train_from_iterator(
+            texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=specials)
+        )
     else:  # byte-level BPE with a split regex
         pattern = LLAMA3 if kind == "llama3-bytelevel" else CL100K
         tok = Tokenizer(models.BPE())
@@ -140,9 +142,9 @@ def main() -> None:
             # HF's batch encoder runs on its rayon pool; its size is fixed at first use, so it is
             # measured with single-text calls on 1 thread.
             if threads == 1:
-                t_hf = best(lambda: [hf.encode(t, add_special_tokens=False) for t in texts], a.runs)
+                t_hf = best(lambda: [hf.encode(t, add_special_tokens=False) for t in texts], a.runs)  # noqa: B023
             else:
-                t_hf = best(lambda: hf.encode_batch(texts, add_special_tokens=False), a.runs)
+                t_hf = best(lambda: hf.encode_batch(texts, add_special_tokens=False), a.runs)  # noqa: B023
             t_dp = best(lambda: ours.encode_batch(texts, threads=threads), a.runs)  # noqa: B023
             print(
                 f"| {kind} | {ours.engine} | {threads} | {mb / t_hf:.1f} | {mb / t_dp:.1f} "

@@ -26,7 +26,8 @@ def bert(texts: list[str]) -> tokenizers.Tokenizer:
     tok.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=900, special_tokens=specials, show_progress=False)
+        texts,
+        trainers.WordPieceTrainer(vocab_size=900, special_tokens=specials, show_progress=False),
     )
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -60,13 +61,20 @@ def llama2(texts: list[str]) -> tokenizers.Tokenizer:
     tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
     )
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
     tok.train_from_iterator(
         texts,
         trainers.BpeTrainer(
-            vocab_size=1200, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens], show_progress=False
+            vocab_size=1200,
+            special_tokens=["<unk>", "<s>", "</s>", *byte_tokens],
+            show_progress=False,
         ),
     )
     tok.post_processor = processors.TemplateProcessing(
@@ -131,12 +139,22 @@ def stream_of(out: Path) -> list[int]:
 def test_causal_rows_hold_hf_ids_between_the_post_processors_specials(
     model_tok, demo_corpus: Path, demo_texts: list[str], tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    name, path, hf, bos, eos = model_tok
+    _, path, hf, bos, eos = model_tok
     tok = dataprep.Tokenizer.from_file(str(path))
     assert tok.engine == "hf"
     out = tmp_path / "s"
     r = CliRunner().invoke(
-        main, ["tokenize", str(demo_corpus), "--tokenizer", str(path), "--out", str(out), "--seq-len", "128"]
+        main,
+        [
+            "tokenize",
+            str(demo_corpus),
+            "--tokenizer",
+            str(path),
+            "--out",
+            str(out),
+            "--seq-len",
+            "128",
+        ],
     )
     assert r.exit_code == 0, r.output
     before = f'BOS "{bos}" + ' if bos else ""
@@ -146,7 +164,9 @@ def test_causal_rows_hold_hf_ids_between_the_post_processors_specials(
     eos_id = hf.token_to_id(eos)
     expected: list[int] = []
     for text in demo_texts:
-        expected += ([bos_id] if bos_id is not None else []) + hf.encode(text, add_special_tokens=False).ids
+        expected += ([bos_id] if bos_id is not None else []) + hf.encode(
+            text, add_special_tokens=False
+        ).ids
         expected.append(eos_id)
     assert stream_of(out) == expected
     # An option overrides the post-processor's choice.
@@ -189,12 +209,16 @@ def test_mlm_rows_and_word_starts_follow_each_models_convention(
     assert got == exp
     if name == "bert":
         # A "##" piece never starts a word; a word of letters starts at its first piece.
-        assert not any(t.startswith("##") for t, w in zip(exp_tokens, got_ws) if w)
-        firsts = [w for t, w in zip(exp_tokens, got_ws) if re.fullmatch(r"[a-z]{2,}", t)]
+        assert not any(t.startswith("##") for t, w in zip(exp_tokens, got_ws, strict=True) if w)
+        firsts = [
+            w for t, w in zip(exp_tokens, got_ws, strict=True) if re.fullmatch(r"[a-z]{2,}", t)
+        ]
         assert firsts and all(firsts)
     else:
         # SentencePiece: a word starts at a piece carrying the marker (or a sentence's first).
-        assert got_ws == [int(f or t.startswith("▁")) for t, f in zip(exp_tokens, exp_first)]
+        assert got_ws == [
+            int(f or t.startswith("▁")) for t, f in zip(exp_tokens, exp_first, strict=True)
+        ]
 
 
 def test_word_starts_by_convention(model_tok) -> None:  # type: ignore[no-untyped-def]
@@ -206,9 +230,11 @@ def test_word_starts_by_convention(model_tok) -> None:  # type: ignore[no-untype
     assert ids.tolist() == enc.ids
     if name == "bert":
         # one start per word of letters or digits; "##" pieces and punctuation continue
-        assert [t for t, w in zip(enc.tokens, ws) if w] == [
+        assert [t for t, w in zip(enc.tokens, ws, strict=True) if w] == [
             t for t in enc.tokens if not t.startswith("##") and re.search(r"\w", t)
         ]
     else:
         # SentencePiece: a word starts at a piece carrying the marker
-        assert [bool(w) for w in ws] == [i == 0 or t.startswith("▁") for i, t in enumerate(enc.tokens)]
+        assert [bool(w) for w in ws] == [
+            i == 0 or t.startswith("▁") for i, t in enumerate(enc.tokens)
+        ]

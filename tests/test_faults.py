@@ -26,7 +26,8 @@ def test_tokenizer_json_with_a_huge_id_is_refused(
         p = tmp_path / f"{where}-{huge}.json"
         p.write_text(json.dumps(bad))
         with pytest.raises(
-            ValueError, match=rf"^(model\.vocab\..+|added_tokens\[0\]\.id): {huge} is not a token id"
+            ValueError,
+            match=rf"^(model\.vocab\..+|added_tokens\[0\]\.id): {huge} is not a token id",
         ):
             dataprep.Tokenizer.from_file(str(p))
 

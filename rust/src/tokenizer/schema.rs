@@ -361,7 +361,7 @@ fn model(v: &Value) -> Walk {
     // Ids of a token -> id vocabulary (Unigram's is a list of [piece, score]).
     if let Some(vocab) = o.get("vocab").and_then(Value::as_object) {
         for (token, id) in vocab {
-            if !id.as_u64().is_some_and(|x| u32::try_from(x).is_ok()) {
+            if id.as_u64().is_none_or(|x| u32::try_from(x).is_err()) {
                 return Err(refuse(
                     &format!("model.vocab.{token}"),
                     format!("{id} is not a token id (an integer below 2^32)"),

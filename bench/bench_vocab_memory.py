@@ -34,7 +34,8 @@ else:
 base = rss()
 if kind.startswith("dataprep"):
     tok = dataprep.Tokenizer.from_file(path)
-    n = len(tok.encode(text))
+    # "-documents": special-token text as text, what `dataprep tokenize` does with documents.
+    n = len(tok.encode(text, split_special_tokens=kind.endswith("-documents")))
     engine = tok.engine
 elif kind == "tokenizers":
     tok = tokenizers.Tokenizer.from_file(path)
@@ -91,6 +92,7 @@ def main() -> None:
     runs = [
         ("dataprep", tok_path),
         ("dataprep-hf-engine", hf_path),
+        ("dataprep-hf-engine-documents", hf_path),
         ("tokenizers", tok_path),
         ("tiktoken", ranks),
     ]

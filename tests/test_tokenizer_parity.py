@@ -439,9 +439,12 @@ def config_st(draw: st.DrawFn) -> Config:
     return Config(zoo.doc(tok))
 
 
+# derandomize: the same examples in every run, so CI cannot fail on a draw no earlier run saw;
+# exploring further is a matter of raising max_examples locally.
 @settings(
     max_examples=80,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(tj=config_st(), texts=st.lists(TEXTS, min_size=1, max_size=4))
@@ -449,6 +452,18 @@ def test_random_configuration(tj: dict[str, Any], texts: list[str]) -> None:
     """Any configuration HF loads, we load and encode/decode identically (or refuse it with a
     JSON path: not expected for these, all are HF's own serialization)."""
     hf = zoo.hf_tokenizer(tj)
+    # HF keeps added tokens in a hash map: two whose match strings coincide (after normalization,
+    # for normalized ones) are found in hash order, which differs from one process to the next.
+    # There is no reference to compare with there.
+    norm = hf.normalizer
+    keys = [
+        (
+            a["normalized"],
+            norm.normalize_str(a["content"]) if a["normalized"] and norm else a["content"],
+        )
+        for a in tj["added_tokens"]
+    ]
+    assume(len(set(keys)) == len(keys))
     added = [a["content"] for a in tj["added_tokens"]]
     texts = [*texts, " ".join(added) + " x", "".join(added), zoo.HARD_TEXTS[10], zoo.HARD_TEXTS[4]]
     with tempfile.TemporaryDirectory() as d:
@@ -519,7 +534,9 @@ def byte_level_config_st(draw: st.DrawFn) -> Config:
     return Config(zoo.doc(tok))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(tj=byte_level_config_st(), texts=st.lists(TEXTS, min_size=1, max_size=4))
 def test_random_byte_level_configuration(tj: dict[str, Any], texts: list[str]) -> None:
     test_random_configuration.hypothesis.inner_test(tj, texts)  # type: ignore[attr-defined]

@@ -34,6 +34,12 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     s.chars().map(|c| dec.get(&c).copied()).collect()
 }
 
+/// Bytes UTF-8 text never holds (0xC0, 0xC1, 0xF5..=0xFF): a byte-level vocabulary may leave them
+/// out, since text never asks for them.
+pub fn never_in_utf8(b: u8) -> bool {
+    b == 0xC0 || b == 0xC1 || b >= 0xF5
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

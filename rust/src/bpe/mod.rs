@@ -63,8 +63,7 @@ impl Tokenizer {
                 byte_ids[t[0] as usize] = id as u32;
             }
         }
-        // Bytes UTF-8 text never holds (0xC0, 0xC1, 0xF5..) may lack a token: text never asks for them.
-        if let Some(b) = (0..256).find(|&b| byte_ids[b] == u32::MAX && !(b == 0xC0 || b == 0xC1 || b >= 0xF5)) {
+        if let Some(b) = (0..=255u8).find(|&b| byte_ids[b as usize] == u32::MAX && !bytelevel::never_in_utf8(b)) {
             return Err(Error::Config(format!("vocabulary has no token for byte {b:#04x}: not byte-level BPE")));
         }
         let mut merge_rank = AHashMap::with_capacity(merges.len());

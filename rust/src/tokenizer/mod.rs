@@ -119,7 +119,7 @@ impl Tokenizer {
             })
             .collect();
         let template = template::parse(doc.get("post_processor"));
-        let own_reason = match own::plan(&doc, Some(&template)) {
+        let own_reason = match own::plan(&doc, &template) {
             Ok(plan) => match own::Own::from_json(&doc, plan, added.clone()) {
                 Ok(own) => {
                     let vocab_size = own.bpe.vocab_size();

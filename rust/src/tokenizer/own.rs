@@ -20,15 +20,10 @@ pub(super) struct Plan {
     nfc: bool,
 }
 
-/// Bytes UTF-8 text never holds: a byte-level vocabulary may leave them out.
-fn never_in_utf8(b: u8) -> bool {
-    b == 0xC0 || b == 0xC1 || b >= 0xF5
-}
-
 /// The plan, or why the own engine cannot run this file exactly (the HF engine then runs it).
 pub(super) fn plan(
     doc: &Value,
-    template: Option<&std::result::Result<Option<Template>, String>>,
+    template: &std::result::Result<Option<Template>, String>,
 ) -> std::result::Result<Plan, String> {
     let model = &doc["model"];
     if model["type"] != "BPE" {
@@ -78,7 +73,7 @@ pub(super) fn plan(
     if doc.get("decoder").is_none_or(|d| d["type"] != "ByteLevel") {
         return Err("decoder is not ByteLevel".into());
     }
-    if let Some(Err(note)) = template {
+    if let Err(note) = template {
         return Err(note.clone());
     }
     for t in doc.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
@@ -176,7 +171,7 @@ impl Own {
                 has[t[0] as usize] = true;
             }
         }
-        if (0..=255u8).any(|b| !has[b as usize] && !never_in_utf8(b)) {
+        if (0..=255u8).any(|b| !has[b as usize] && !bytelevel::never_in_utf8(b)) {
             return Err("a byte that UTF-8 text can hold has no token".into());
         }
         let raw = model.get("merges").and_then(Value::as_array).ok_or("model has no merges")?;

@@ -14,6 +14,15 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// SHA-256 of a file's bytes, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
 /// Fails early (before any long job) when `path` cannot be created: missing or read-only directory.
 pub fn check_writable(path: &Path) -> Result<()> {
     let tmp = temp_path(path);

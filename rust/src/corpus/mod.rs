@@ -106,7 +106,7 @@ pub struct Document {
 }
 
 /// Counts kept while reading; summed over files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReadStats {
     pub files: u64,
     pub documents: u64,

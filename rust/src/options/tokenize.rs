@@ -14,7 +14,8 @@ use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
 use crate::lock::{check_disjoint, OutputLock};
 use crate::mask::{MaskConfig, Strategy};
-use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, TokenizeConfig};
+use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, Source, TokenizeConfig};
+use crate::pipeline::units::{self, UnitRecord};
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
 use crate::rows::causal::LastRow;
@@ -643,31 +644,84 @@ impl TokenizeOptions {
 
     /// Validates, loads the tokenizer, reads and tokenizes: the whole command.
     pub fn run(&self, given: &Given, progress: &Progress) -> Result<Manifest> {
+        self.write(given, Source::Read, progress)
+    }
+
+    /// The run that work units are made for (`--engine ray`'s driver plans from it): its
+    /// configuration hash and its inputs (path, size) in reading order. Validates everything
+    /// [`Self::run`] validates; takes no lock and writes nothing.
+    pub fn plan(&self, given: &Given) -> Result<Plan> {
+        let (tok, cfg, config) = self.prepare(given)?;
+        drop((tok, cfg));
+        let files = corpus::discover(&self.input_paths())?;
+        let config_hash = units::config_hash(&files, Path::new(&self.tokenizer), &config)?;
+        Ok(Plan { config_hash, inputs: files.into_iter().map(|f| (f.path.display().to_string(), f.size)).collect() })
+    }
+
+    /// Reads and encodes `unit_files`, a run of consecutive inputs of [`Self::plan`], into the
+    /// work unit file `unit_out` (see [`crate::pipeline::units`]).
+    pub fn unit(
+        &self,
+        given: &Given,
+        unit_files: &[String],
+        unit_out: &Path,
+        progress: &Progress,
+    ) -> Result<UnitRecord> {
+        let (tok, cfg, config) = self.prepare(given)?;
+        let files = corpus::discover(&self.input_paths())?;
+        let unit = corpus::discover(&unit_files.iter().map(PathBuf::from).collect::<Vec<_>>())?;
+        let start = files.iter().position(|f| f.path == unit[0].path);
+        let Some(slice) = start.and_then(|i| files.get(i..i + unit.len())).filter(|s| *s == unit.as_slice()) else {
+            return Err(Error::Config(format!(
+                "unit files: {} is not a run of consecutive inputs of the plan",
+                unit_files.first().map_or("[]", String::as_str)
+            )));
+        };
+        let config_hash = units::config_hash(&files, Path::new(&self.tokenizer), &config)?;
+        units::make_unit(slice, &self.corpus.config(), &tok, &cfg, &config_hash, unit_out, progress)
+    }
+
+    /// Builds the output from work units (each unit file's path and SHA-256, in plan order): the
+    /// same shards and manifest as [`Self::run`], with its lock, journal and resume.
+    pub fn assemble(&self, given: &Given, units: &[(PathBuf, String)], progress: &Progress) -> Result<Manifest> {
+        self.write(given, Source::Units(units), progress)
+    }
+
+    fn input_paths(&self) -> Vec<PathBuf> {
+        self.inputs.iter().map(PathBuf::from).collect()
+    }
+
+    /// Validates, loads the tokenizer and resolves the configuration.
+    fn prepare(&self, given: &Given) -> Result<(Tokenizer, TokenizeConfig, Value)> {
         self.validate(given)?;
         let tok = self.load_tokenizer()?;
         let (cfg, config) = self.resolve(&tok)?;
+        Ok((tok, cfg, config))
+    }
+
+    /// The output from `source`: the command, after [`Self::prepare`].
+    fn write(&self, given: &Given, source: Source<'_>, progress: &Progress) -> Result<Manifest> {
+        let (tok, cfg, config) = self.prepare(given)?;
         progress.note(self.describe(&tok, &cfg));
         for n in tok.notes() {
             progress.note(format!("tokenizer: {n}"));
         }
-        let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
         let out = Path::new(&self.out);
         let lock = OutputLock::directory(out, "tokenize")?;
         if let Some(note) = lock.stale_note() {
             progress.note(note);
         }
-        let files = corpus::discover(&inputs)?;
-        tokenize(
-            &files,
-            &self.corpus.config(),
-            &tok,
-            Path::new(&self.tokenizer),
-            &cfg,
-            config,
-            Path::new(&self.out),
-            progress,
-        )
+        let files = corpus::discover(&self.input_paths())?;
+        tokenize(&files, &self.corpus.config(), &tok, Path::new(&self.tokenizer), &cfg, config, out, source, progress)
     }
+}
+
+/// What [`TokenizeOptions::plan`] returns.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub config_hash: String,
+    /// (path, size) of each input, in reading order.
+    pub inputs: Vec<(String, u64)>,
 }
 
 fn extend(target: &mut Value, more: Value) {

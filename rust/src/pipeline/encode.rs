@@ -3,6 +3,7 @@
 //! type, so nothing downstream branches on the objective: the row sinks of the objective take
 //! that batch type ([`super::sink::RowSink::Batch`]).
 
+use super::units::UnitBatch;
 use crate::bpe::EncodeCache;
 use crate::error::Result;
 use crate::mask::sentences::split_sentences;
@@ -12,7 +13,7 @@ use crate::tokenizer::{Tokenizer, DOCUMENT_TEXT};
 /// Encodes documents for one objective.
 pub(super) trait Encoder: Sync {
     /// The encoded documents of one batch, in order.
-    type Batch: Send;
+    type Batch: Send + UnitBatch;
     /// An empty batch for up to `docs` documents of `text_bytes` bytes of text in all.
     fn batch(&self, text_bytes: usize, docs: usize) -> Self::Batch;
     /// Encodes `text` as the next document of `out`.

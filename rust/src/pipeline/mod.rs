@@ -12,7 +12,9 @@
 //! - encode (`encode.rs`): one encoder per objective, on the worker threads;
 //! - row sink (`sink.rs`): one per split, a row builder of [`crate::rows`] (causal packer, MLM
 //!   full-sentence packer, NSP pairs) feeding its shard writer ([`crate::shards`]);
-//! - `resume.rs`: the output directory's journal, configuration check and manifest commit.
+//! - `resume.rs`: the output directory's journal, configuration check and manifest commit;
+//! - `units.rs`: work units, the read and encode stages run on a slice of the inputs (on any
+//!   machine: `--engine ray`) and stored in a file that the row sinks read back.
 //!
 //! [`tokenize::tokenize`] wires the stages together.
 
@@ -20,3 +22,4 @@ mod encode;
 mod resume;
 mod sink;
 pub mod tokenize;
+pub mod units;

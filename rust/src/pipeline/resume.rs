@@ -22,11 +22,38 @@ use sha2::{Digest, Sha256};
 
 use crate::corpus::InputFile;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{sha256_file, write_atomic};
 use crate::shards::manifest::{
     read_json, read_manifest, write_json, write_manifest, InputInfo, Journal, Manifest, StreamState, JOURNAL, MANIFEST,
 };
 use crate::shards::ShardInfo;
+
+/// What decides whether two runs make the same output: the config hash, SHA-256 over the
+/// command's options (`config_json`), the tokenizer file's SHA-256 and the input list (path and
+/// size). Work units (`super::units`) carry it, so a unit made for other options is never used.
+pub(crate) struct Identity {
+    pub config_hash: String,
+    pub tokenizer_sha256: String,
+    pub inputs: Vec<InputInfo>,
+}
+
+impl Identity {
+    pub fn of(files: &[InputFile], tokenizer_file: &Path, config_json: &serde_json::Value) -> Result<Self> {
+        let tokenizer_sha256 = sha256_file(tokenizer_file)?;
+        let inputs: Vec<InputInfo> =
+            files.iter().map(|f| InputInfo { path: f.path.display().to_string(), bytes: f.size }).collect();
+        let config_hash = {
+            let mut h = Sha256::new();
+            h.update(serde_json::to_vec(config_json).unwrap_or_default());
+            h.update(tokenizer_sha256.as_bytes());
+            for i in &inputs {
+                h.update(format!("{}\0{}\n", i.path, i.bytes).as_bytes());
+            }
+            format!("{:x}", h.finalize())
+        };
+        Ok(Self { config_hash, tokenizer_sha256, inputs })
+    }
+}
 
 /// An opened output directory and the identity of the run writing into it.
 pub(super) struct OutDir<'a> {
@@ -46,18 +73,7 @@ impl<'a> OutDir<'a> {
     ) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
         remove_stale_temps(path)?;
-        let tokenizer_sha256 = sha256_file(tokenizer_file)?;
-        let inputs: Vec<InputInfo> =
-            files.iter().map(|f| InputInfo { path: f.path.display().to_string(), bytes: f.size }).collect();
-        let config_hash = {
-            let mut h = Sha256::new();
-            h.update(serde_json::to_vec(config_json).unwrap_or_default());
-            h.update(tokenizer_sha256.as_bytes());
-            for i in &inputs {
-                h.update(format!("{}\0{}\n", i.path, i.bytes).as_bytes());
-            }
-            format!("{:x}", h.finalize())
-        };
+        let Identity { config_hash, tokenizer_sha256, inputs } = Identity::of(files, tokenizer_file, config_json)?;
         Ok(Self { path, config_hash, tokenizer_sha256, inputs })
     }
 
@@ -154,14 +170,6 @@ impl Checkpoints {
         self.journal.streams.insert(name.to_string(), state.clone());
         write_json(&self.path, &self.journal)
     }
-}
-
-/// Streamed: a shard can be large.
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", h.finalize()))
 }
 
 /// Removes temporary files a killed run left (`.<name>.tmp-<pid>`); they never hold finished work.

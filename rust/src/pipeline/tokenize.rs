@@ -22,12 +22,13 @@
 //! [`crate::rows::mlm`] (see `super::sink` for NSP blocks and static masking).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::encode::{Encoder, Ids, Sentences};
 use super::resume::{Checkpoints, OutDir};
 use super::sink::{Causal, FullSentence, Nsp, RowSink, ShardFiles};
+use super::units::{UnitBatch, UnitReader};
 use crate::bpe::EncodeCache;
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
 use crate::dedup::{find_duplicates, DedupConfig};
@@ -120,6 +121,16 @@ fn split_of(cfg: &TokenizeConfig, index: u64) -> usize {
     usize::from(u < cfg.val_fraction)
 }
 
+/// Where `tokenize` gets the encoded documents.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Reads and encodes the inputs here (the local engine).
+    Read,
+    /// Work units that [`super::units`] made from the inputs (on any machine), in input order:
+    /// each unit file's path and SHA-256. Nothing is read or encoded here.
+    Units(&'a [(PathBuf, String)]),
+}
+
 /// Tokenizes `files` into `out`. `tokenizer_file` is copied next to the shards; `config_json`
 /// (every option of the command) goes into the manifest and, with the tokenizer and the input
 /// list, into the hash that decides whether an existing `out` is resumed.
@@ -132,9 +143,13 @@ pub fn tokenize(
     cfg: &TokenizeConfig,
     config_json: serde_json::Value,
     out: &Path,
+    source: Source<'_>,
     progress: &Progress,
 ) -> Result<Manifest> {
     validate(cfg)?;
+    if cfg.dedup.is_some() && matches!(source, Source::Units(_)) {
+        return Err(Error::Config("--dedup is not supported with work units (--engine ray) yet".into()));
+    }
     let dir = OutDir::open(out, files, tokenizer_file, &config_json)?;
     if let Some(m) = dir.finished()? {
         return Ok(m);
@@ -152,7 +167,8 @@ pub fn tokenize(
         }
         None => (Vec::new(), None),
     };
-    let run = Run { files, corpus, cfg, out, progress, removed: &removed, dtype };
+    let run =
+        Run { files, corpus, cfg, out, progress, removed: &removed, dtype, source, config_hash: &dir.config_hash };
     let streamed = match &cfg.objective {
         Objective::Clm => {
             let schema = causal_schema(cfg.seq_len, dtype);
@@ -248,6 +264,9 @@ struct Run<'a> {
     /// Sorted corpus indices that dedup left out.
     removed: &'a [u64],
     dtype: Dtype,
+    source: Source<'a>,
+    /// The run's configuration hash: work units must have been made for it.
+    config_hash: &'a str,
 }
 
 /// What a pass read and wrote.
@@ -362,10 +381,37 @@ impl Run<'_> {
             (index >= next_doc[s] && removed.binary_search(&index).is_err()).then_some(s)
         };
 
+        let stats = match self.source {
+            Source::Read => self.read_and_encode(&encoder, &mut writer, &wanted),
+            Source::Units(units) => self.read_units(&mut writer, units, &wanted),
+        };
+        let stats = match stats {
+            Ok(s) => s,
+            Err(e) => {
+                writer.abort();
+                return Err(e);
+            }
+        };
+        if stats.documents == 0 {
+            let what = self.files.first().map(|f| f.path.display().to_string()).unwrap_or_default();
+            return Err(Error::input(what, "no text found in the input (empty files or no documents)"));
+        }
+        Ok(Streamed { read: stats, splits: writer.finish()? })
+    }
+
+    /// The local engine: reads the inputs, encodes them on the worker threads and hands the
+    /// documents to `writer` on one thread, in input order.
+    fn read_and_encode<E: Encoder, S: RowSink<Batch = E::Batch>>(
+        &self,
+        encoder: &E,
+        writer: &mut Writer<S>,
+        wanted: &(dyn Fn(u64) -> Option<usize> + Sync),
+    ) -> Result<ReadStats> {
+        let cfg = self.cfg;
         let (tx, rx) = crossbeam_channel::bounded::<Encoded<E::Batch>>(2 * cfg.threads + 2);
         let writer_result: Mutex<Option<Result<()>>> = Mutex::new(None);
         let read = std::thread::scope(|scope| {
-            let w = &mut writer;
+            let w = &mut *writer;
             let wr = &writer_result;
             scope.spawn(move || {
                 let mut pending = BTreeMap::new();
@@ -382,9 +428,6 @@ impl Run<'_> {
                     }
                     Ok(())
                 })();
-                if result.is_err() {
-                    w.abort();
-                }
                 *wr.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
             });
             let r = read_batches(
@@ -410,21 +453,69 @@ impl Run<'_> {
             r
         });
         let writer_outcome = writer_result.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The writer's error explains the reader's "Cancelled" it caused.
         if let Some(Err(e)) = writer_outcome {
             return Err(e);
         }
-        let (stats, _) = match read {
-            Ok(x) => x,
-            Err(e) => {
-                writer.abort();
-                return Err(e);
+        Ok(read?.0)
+    }
+
+    /// Work units: checks that they were made for this run and cover its inputs in order, then
+    /// hands their documents to `writer`, each at its corpus index (the documents of the units
+    /// before it plus its index in its unit).
+    fn read_units<B: UnitBatch, S: RowSink<Batch = B>>(
+        &self,
+        writer: &mut Writer<S>,
+        units: &[(PathBuf, String)],
+        wanted: &(dyn Fn(u64) -> Option<usize> + Sync),
+    ) -> Result<ReadStats> {
+        let mut covered = Vec::new();
+        let mut total = 0;
+        for (path, sha256) in units {
+            let unit = UnitReader::open(path, sha256)?;
+            if unit.header.config_hash != self.config_hash {
+                return Err(Error::input(
+                    path,
+                    "work unit was made for other options, tokenizer or inputs; remove it and its done record",
+                ));
             }
-        };
-        if stats.documents == 0 {
-            let what = self.files.first().map(|f| f.path.display().to_string()).unwrap_or_default();
-            return Err(Error::input(what, "no text found in the input (empty files or no documents)"));
+            covered.extend(unit.header.files);
+            total += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         }
-        Ok(Streamed { read: stats, splits: writer.finish()? })
+        let inputs: Vec<(String, u64)> = self.files.iter().map(|f| (f.path.display().to_string(), f.size)).collect();
+        if covered != inputs {
+            return Err(Error::Config(format!(
+                "the {} work units cover {} input files, not the run's {} inputs in order",
+                units.len(),
+                covered.len(),
+                inputs.len()
+            )));
+        }
+        self.progress.phase("assembling", total);
+        let (mut stats, mut done) = (ReadStats::default(), 0);
+        for (path, sha256) in units {
+            let mut unit = UnitReader::open(path, sha256)?;
+            let offset = stats.documents;
+            let unit_stats = loop {
+                self.progress.check()?;
+                match unit.next::<B>()? {
+                    Ok((first, batch)) => {
+                        for k in 0..batch.documents() {
+                            let index = offset + first + k as u64;
+                            if let Some(s) = wanted(index) {
+                                writer.add(s, index, &batch, k)?;
+                            }
+                        }
+                        self.progress.add_docs(batch.documents() as u64);
+                    }
+                    Err(unit_stats) => break unit_stats,
+                }
+            };
+            stats.add(&unit_stats);
+            done += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+            self.progress.set_done(done);
+        }
+        Ok(stats)
     }
 }
 

@@ -1,5 +1,7 @@
 //! `tokenize` for Python: corpus -> packed shards + manifest (returned as JSON text).
 
+use std::path::PathBuf;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -22,6 +24,52 @@ fn tokenize(
     serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// The run `--engine ray` plans units for: JSON `{"config_hash", "inputs": [[path, bytes], ...]}`.
+/// Validates like `tokenize`; takes no lock, writes nothing.
+#[pyfunction]
+#[pyo3(signature = (**options))]
+fn tokenize_plan(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let plan = run_detached(py, || opts.plan(&given))?;
+    serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Reads and encodes `unit_files` (consecutive inputs of the plan) into the work unit file
+/// `unit_out`; returns its record as JSON (config hash, files, documents, tokens, bytes, sha256).
+#[pyfunction]
+#[pyo3(signature = (*, unit_files, unit_out, progress=None, **options))]
+fn tokenize_unit(
+    py: Python<'_>,
+    unit_files: Vec<String>,
+    unit_out: PathBuf,
+    progress: Option<PyRef<'_, PyProgress>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
+    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let record = run_detached(py, || opts.unit(&given, &unit_files, &unit_out, &progress.0))?;
+    serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Builds the shards from work units (`units`: each unit file's path and SHA-256, in plan order),
+/// byte-identical to `tokenize`'s; returns the manifest as JSON text.
+#[pyfunction]
+#[pyo3(signature = (*, units, progress=None, **options))]
+fn tokenize_assemble(
+    py: Python<'_>,
+    units: Vec<(PathBuf, String)>,
+    progress: Option<PyRef<'_, PyProgress>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
+    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let manifest = run_detached(py, || opts.assemble(&given, &units, &progress.0))?;
+    serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(tokenize, m)?)
+    m.add_function(wrap_pyfunction!(tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize_unit, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize_assemble, m)?)
 }

@@ -118,6 +118,29 @@ impl Documents {
         self.end_document();
     }
 
+    /// The four buffers, for storing the documents elsewhere (work units).
+    pub fn parts(&self) -> (&[u32], &[u8], &[usize], &[usize]) {
+        (&self.ids, &self.word_start, &self.sentence_ends, &self.doc_ends)
+    }
+
+    /// Documents from the buffers [`Documents::parts`] gave, or `None` when they do not describe
+    /// documents (lengths differ, ends decrease or point past the tokens).
+    pub fn from_parts(
+        ids: Vec<u32>,
+        word_start: Vec<u8>,
+        sentence_ends: Vec<usize>,
+        doc_ends: Vec<usize>,
+    ) -> Option<Self> {
+        let ordered =
+            |v: &[usize], max: usize| v.windows(2).all(|w| w[0] <= w[1]) && v.last().is_none_or(|&e| e <= max);
+        let ok = ids.len() == word_start.len()
+            && ordered(&sentence_ends, ids.len())
+            && ordered(&doc_ends, sentence_ends.len())
+            && sentence_ends.last().copied().unwrap_or(0) == ids.len()
+            && doc_ends.last().copied().unwrap_or(0) == sentence_ends.len();
+        ok.then_some(Self { ids, word_start, sentence_ends, doc_ends })
+    }
+
     /// Document `d`.
     pub fn doc(&self, d: usize) -> Doc<'_> {
         let s0 = if d == 0 { 0 } else { self.doc_ends[d - 1] };

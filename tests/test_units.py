@@ -1,0 +1,165 @@
+"""Work units (`_core.tokenize_plan`, `tokenize_unit`, `tokenize_assemble`): the read and encode
+stages run on slices of the inputs, the shards built from the unit files. Whatever the slicing,
+the output is byte-identical to the local engine's; a unit that was altered, made for another
+run, missing or out of order is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import flip
+
+from dataprep import _core
+from dataprep._core import DataprepError
+
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "clm": {},
+    "mlm": {"objective": "mlm"},
+    "nsp-static": {
+        "objective": "mlm",
+        "layout": "nsp",
+        "static_masking": True,
+        "nsp_block_docs": 4,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, demo_texts: list[str]) -> list[str]:
+    """The demo documents spread over 5 JSONL files."""
+    d = tmp_path_factory.mktemp("units-corpus")
+    paths = []
+    for f in range(5):
+        p = d / f"part-{f}.jsonl"
+        p.write_text("".join(json.dumps({"text": t}) + "\n" for t in demo_texts[f::5]))
+        paths.append(str(p))
+    return paths
+
+
+def outputs(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def options(corpus: list[str], tokenizer: Path, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        inputs=corpus,
+        tokenizer=str(tokenizer),
+        out=str(out),
+        seq_len=64,
+        val_fraction=0.1,
+        shard_size="4KB",
+        **extra,
+    )
+
+
+def make_units(opts: dict[str, Any], work: Path, sizes: list[int]) -> list[tuple[str, str]]:
+    plan = json.loads(_core.tokenize_plan(**opts))
+    inputs = [p for p, _ in plan["inputs"]]
+    assert sum(sizes) == len(inputs)
+    units, at = [], 0
+    for i, n in enumerate(sizes):
+        path = work / f"unit-{i:05d}.bin"
+        rec = json.loads(
+            _core.tokenize_unit(unit_files=inputs[at : at + n], unit_out=str(path), **opts)
+        )
+        assert rec["config_hash"] == plan["config_hash"]
+        assert [p for p, _ in rec["files"]] == inputs[at : at + n]
+        units.append((str(path), rec["sha256"]))
+        at += n
+    return units
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("sizes", [[5], [1, 1, 1, 1, 1], [2, 3]])
+def test_units_give_the_local_engines_bytes(
+    tmp_path: Path,
+    corpus: list[str],
+    specials_tokenizer: tuple[Path, Any],
+    objective: str,
+    sizes: list[int],
+) -> None:
+    tok = specials_tokenizer[0]
+    local = tmp_path / "local"
+    _core.tokenize(**options(corpus, tok, local, OBJECTIVES[objective]))
+    opts = options(corpus, tok, tmp_path / "units", OBJECTIVES[objective])
+    units = make_units(opts, tmp_path / "work", sizes)
+    manifest = json.loads(_core.tokenize_assemble(units=units, **opts))
+    assert len(manifest["splits"]["train"]["shards"]) >= 2, "the test should write several shards"
+    assert outputs(tmp_path / "units") == outputs(local)
+
+
+def test_assemble_again_returns_the_finished_output(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "units", {})
+    units = make_units(opts, tmp_path / "work", [2, 3])
+    first = _core.tokenize_assemble(units=units, **opts)
+    before = outputs(tmp_path / "units")
+    assert _core.tokenize_assemble(units=units, **opts) == first
+    assert outputs(tmp_path / "units") == before
+
+
+def test_altered_unit_is_refused(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {})
+    units = make_units(opts, tmp_path / "work", [2, 3])
+    flip(Path(units[1][0]))
+    with pytest.raises(DataprepError, match=r"unit-00001\.bin.*SHA-256 differs"):
+        _core.tokenize_assemble(units=units, **opts)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_unit_of_another_run_is_refused(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    tok = specials_tokenizer[0]
+    other = make_units(options(corpus, tok, tmp_path / "o", {"seed": 9}), tmp_path / "w1", [5])
+    opts = options(corpus, tok, tmp_path / "out", {})
+    with pytest.raises(DataprepError, match="made for other options"):
+        _core.tokenize_assemble(units=other, **opts)
+    assert not list((tmp_path / "out").glob("*.arrow"))
+
+
+def test_units_must_cover_the_inputs_in_order(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {})
+    units = make_units(opts, tmp_path / "work", [2, 3])
+    with pytest.raises(ValueError, match="cover 2 input files, not the run's 5"):
+        _core.tokenize_assemble(units=units[:1], **opts)
+    with pytest.raises(ValueError, match="not the run's 5 inputs in order"):
+        _core.tokenize_assemble(units=units[::-1], **opts)
+    assert not list((tmp_path / "out").glob("*.arrow"))
+
+
+def test_unit_files_must_be_consecutive_inputs(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {})
+    with pytest.raises(ValueError, match="not a run of consecutive inputs"):
+        _core.tokenize_unit(unit_files=[corpus[0], corpus[2]], unit_out=str(tmp_path / "u"), **opts)
+    outside = tmp_path / "other.txt"
+    outside.write_text("not an input\n")
+    with pytest.raises(ValueError, match="not a run of consecutive inputs"):
+        _core.tokenize_unit(unit_files=[str(outside)], unit_out=str(tmp_path / "u"), **opts)
+
+
+def test_dedup_with_units_is_refused(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {"dedup": "exact"})
+    with pytest.raises(ValueError, match="--dedup is not supported with work units"):
+        _core.tokenize_unit(unit_files=corpus[:1], unit_out=str(tmp_path / "u"), **opts)
+
+
+def test_damaged_input_names_the_file(tmp_path: Path, specials_tokenizer: tuple[Path, Any]) -> None:
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00broken")
+    opts = options([str(bad)], specials_tokenizer[0], tmp_path / "out", {})
+    with pytest.raises(DataprepError, match=r"bad\.jsonl\.gz"):
+        _core.tokenize_unit(unit_files=[str(bad)], unit_out=str(tmp_path / "u"), **opts)
+    assert not (tmp_path / "u").exists()

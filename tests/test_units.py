@@ -163,3 +163,80 @@ def test_damaged_input_names_the_file(tmp_path: Path, specials_tokenizer: tuple[
     with pytest.raises(DataprepError, match=r"bad\.jsonl\.gz"):
         _core.tokenize_unit(unit_files=[str(bad)], unit_out=str(tmp_path / "u"), **opts)
     assert not (tmp_path / "u").exists()
+
+
+# train-bpe: pieces counted per unit, summed and merged on one machine.
+
+
+def bpe_options(corpus: list[str], out: Path, holdout_every: int) -> dict[str, Any]:
+    return dict(
+        inputs=corpus,
+        out=str(out),
+        vocab_size=600,
+        special_tokens=["<|endoftext|>"],
+        holdout_every=holdout_every,
+        tiktoken=True,
+    )
+
+
+def count_units(opts: dict[str, Any], work: Path, sizes: list[int]) -> list[tuple[str, str]]:
+    inputs = [p for p, _ in json.loads(_core.train_bpe_plan(**opts))["inputs"]]
+    units, at, first = [], 0, 0
+    for i, n in enumerate(sizes):
+        path = work / f"count-{i:05d}.bin"
+        files = inputs[at : at + n]
+        rec = json.loads(
+            _core.train_bpe_unit(unit_files=files, first_index=first, unit_out=str(path), **opts)
+        )
+        assert rec["documents"] == _core.train_bpe_documents(unit_files=files, **opts)
+        units.append((str(path), rec["sha256"]))
+        at, first = at + n, first + rec["documents"]
+    return units
+
+
+@pytest.mark.parametrize("holdout_every", [0, 3])
+@pytest.mark.parametrize("sizes", [[5], [1, 1, 1, 1, 1], [3, 2]])
+def test_train_bpe_units_give_the_local_tokenizer(
+    tmp_path: Path, corpus: list[str], holdout_every: int, sizes: list[int]
+) -> None:
+    _, local_stats = _core.train_bpe(
+        **bpe_options(corpus, tmp_path / "l" / "tok.json", holdout_every)
+    )
+    opts = bpe_options(corpus, tmp_path / "u" / "tok.json", holdout_every)
+    _, stats = _core.train_bpe_merge(units=count_units(opts, tmp_path / "w", sizes), **opts)
+    assert outputs(tmp_path / "u") == outputs(tmp_path / "l")
+    for key in ("documents", "unique_words", "merges", "holdout_documents", "holdout_tokens"):
+        assert stats[key] == local_stats[key], key
+    assert (stats["holdout_documents"] > 0) == (holdout_every > 0)
+
+
+def test_train_bpe_unit_at_the_wrong_index_is_refused(tmp_path: Path, corpus: list[str]) -> None:
+    opts = bpe_options(corpus, tmp_path / "tok.json", 3)
+    inputs = [p for p, _ in json.loads(_core.train_bpe_plan(**opts))["inputs"]]
+    units = []
+    for i, files in enumerate([inputs[:2], inputs[2:]]):
+        path = tmp_path / f"c{i}"
+        rec = json.loads(
+            _core.train_bpe_unit(unit_files=files, first_index=0, unit_out=str(path), **opts)
+        )
+        units.append((str(path), rec["sha256"]))
+    with pytest.raises(
+        DataprepError, match=r"c1: work unit was counted from document 0, but the units"
+    ):
+        _core.train_bpe_merge(units=units, **opts)
+    assert not (tmp_path / "tok.json").exists()
+
+
+def test_train_bpe_units_are_checked(tmp_path: Path, corpus: list[str]) -> None:
+    opts = bpe_options(corpus, tmp_path / "tok.json", 0)
+    units = count_units(opts, tmp_path / "w", [2, 3])
+    with pytest.raises(ValueError, match="cover 2 input files, not the run's 5"):
+        _core.train_bpe_merge(units=units[:1], **opts)
+    other = count_units({**opts, "pattern": "cl100k"}, tmp_path / "w2", [5])
+    with pytest.raises(DataprepError, match="made for other options"):
+        _core.train_bpe_merge(units=other, **opts)
+    # An altered unit is refused before it is read.
+    flip(Path(units[0][0]))
+    with pytest.raises(DataprepError, match="SHA-256 differs"):
+        _core.train_bpe_merge(units=units, **opts)
+    assert not (tmp_path / "tok.json").exists()

@@ -28,6 +28,10 @@ __all__ = [
     "tokenize_plan",
     "tokenize_unit",
     "train_bpe",
+    "train_bpe_documents",
+    "train_bpe_merge",
+    "train_bpe_plan",
+    "train_bpe_unit",
 ]
 
 class DataprepError(Exception): ...
@@ -83,6 +87,21 @@ def read_documents(
 def split(pattern: str, text: str) -> list[str]: ...
 def train_bpe(
     *, progress: Progress | None = None, **options: Any
+) -> tuple[Tokenizer, dict[str, Any]]: ...
+def train_bpe_plan(**options: Any) -> str: ...
+def train_bpe_documents(
+    *, unit_files: Sequence[str], progress: Progress | None = None, **options: Any
+) -> int: ...
+def train_bpe_unit(
+    *,
+    unit_files: Sequence[str],
+    first_index: int,
+    unit_out: str,
+    progress: Progress | None = None,
+    **options: Any,
+) -> str: ...
+def train_bpe_merge(
+    *, units: Sequence[tuple[str, str]], progress: Progress | None = None, **options: Any
 ) -> tuple[Tokenizer, dict[str, Any]]: ...
 def tiktoken_paths(out: str) -> tuple[str, str]: ...
 def options_schema(command: str) -> str: ...

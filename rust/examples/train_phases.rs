@@ -44,7 +44,7 @@ fn main() -> dataprep::Result<()> {
     let split = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let (counts, _, _) = count_words(&files, &corpus, &cfg, &p)?;
+    let (counts, _, _) = count_words(&files, &corpus, &cfg, 0, &p)?;
     let count = t.elapsed().as_secs_f64();
     let unique = counts.len();
 

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod rows;
 pub mod shards;
 pub mod tokenizer;
+pub mod unitfile;
 
 #[cfg(feature = "python")]
 mod py;

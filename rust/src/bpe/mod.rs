@@ -9,6 +9,7 @@ mod encoder;
 mod hf_json;
 mod tiktoken;
 pub mod trainer;
+pub mod units;
 
 pub use encoder::EncodeCache;
 

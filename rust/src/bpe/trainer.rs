@@ -143,22 +143,29 @@ pub struct TrainStats {
 /// counting took 40% longer on enwiki.
 pub type Counts = AHashMap<CompactString, u64>;
 
-/// Counts the pieces of a corpus (streamed, on `cfg.threads` workers) and returns the counts plus
-/// the held-back documents.
+/// What counting a corpus (or a slice of it) gives: the piece counts, the read counts and the
+/// held-back documents (corpus index, text), in index order, cut at `holdout_max_bytes`.
+pub type Counted = (Counts, ReadStats, Vec<(u64, String)>);
+
+/// Counts the pieces of `files` (streamed, on `cfg.threads` workers); `first_index` is the corpus
+/// index of their first document (0 for a whole corpus; a work unit's offset otherwise), which
+/// decides the held-back documents.
 pub fn count_words(
     files: &[InputFile],
     corpus: &CorpusConfig,
     cfg: &TrainerConfig,
+    first_index: u64,
     progress: &Progress,
-) -> Result<(Counts, ReadStats, Vec<String>)> {
+) -> Result<Counted> {
     let pre = PreTokenizer::new(cfg.pattern.clone())?;
     let holdout: Mutex<(Vec<(u64, String)>, usize)> = Mutex::new((Vec::new(), 0));
     let (stats, maps) =
         read_batches(files, corpus, cfg.batch_bytes, cfg.threads, progress, Counts::default, |counts, batch| {
             for doc in batch.docs {
-                if cfg.holdout_every > 0 && doc.index % cfg.holdout_every == cfg.holdout_every - 1 {
+                let index = first_index + doc.index;
+                if cfg.holdout_every > 0 && index % cfg.holdout_every == cfg.holdout_every - 1 {
                     let mut h = holdout.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    h.0.push((doc.index, doc.text));
+                    h.0.push((index, doc.text));
                     continue;
                 }
                 pre.split(&doc.text, |piece| {
@@ -171,10 +178,6 @@ pub fn count_words(
             }
             Ok(())
         })?;
-    if stats.documents == 0 {
-        let what = files.first().map(|f| f.path.display().to_string()).unwrap_or_default();
-        return Err(Error::input(what, "no text found in the input (empty files or no documents)"));
-    }
     let mut maps = maps.into_iter();
     let mut total = maps.next().unwrap_or_default();
     for m in maps {
@@ -188,19 +191,23 @@ pub fn count_words(
     // Keep the held-back text deterministic: by document index, up to the byte cap.
     let (mut held, _) = holdout.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     held.sort_unstable_by_key(|(i, _)| *i);
-    let mut bytes = 0;
-    let held: Vec<String> = held
-        .into_iter()
-        .take_while(|(_, t)| {
-            bytes += t.len();
-            bytes <= cfg.holdout_max_bytes
-        })
-        .map(|(_, t)| t)
-        .collect();
-    Ok((total, stats, held))
+    Ok((total, stats, cap_held(held, cfg.holdout_max_bytes)))
 }
 
-fn merge_into(total: &mut Counts, other: Counts) {
+/// The held-back documents (in index order) up to the first that takes them past `max_bytes`.
+/// Applied to each slice and again to their concatenation, it gives what it gives the whole.
+pub fn cap_held(held: Vec<(u64, String)>, max_bytes: usize) -> Vec<(u64, String)> {
+    let mut bytes = 0;
+    held.into_iter()
+        .take_while(|(_, t)| {
+            bytes += t.len();
+            bytes <= max_bytes
+        })
+        .collect()
+}
+
+/// Adds `other`'s counts to `total`.
+pub fn merge_into(total: &mut Counts, other: Counts) {
     for (k, v) in other {
         *total.entry(k).or_insert(0) += v;
     }
@@ -215,7 +222,24 @@ pub fn train(
 ) -> Result<(Tokenizer, TrainStats)> {
     cfg.validate()?;
     let t0 = Instant::now();
-    let (counts, read, held) = count_words(files, corpus, cfg, progress)?;
+    let counted = count_words(files, corpus, cfg, 0, progress)?;
+    train_counted(counted, files.first().map(|f| f.path.as_path()), cfg, t0, progress)
+}
+
+/// Merges and evaluates counted pieces (of a whole corpus, or of its work units combined);
+/// `first_input` names the corpus in the error for one without text; `t0` is when counting began.
+pub fn train_counted(
+    (counts, read, held): Counted,
+    first_input: Option<&std::path::Path>,
+    cfg: &TrainerConfig,
+    t0: Instant,
+    progress: &Progress,
+) -> Result<(Tokenizer, TrainStats)> {
+    if read.documents == 0 {
+        let what = first_input.map(|p| p.display().to_string()).unwrap_or_default();
+        return Err(Error::input(what, "no text found in the input (empty files or no documents)"));
+    }
+    let held: Vec<String> = held.into_iter().map(|(_, t)| t).collect();
     let t1 = Instant::now();
     let unique_words = counts.len() as u64;
     let tok = train_from_counts(counts, cfg, progress)?;

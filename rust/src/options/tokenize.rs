@@ -8,14 +8,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
+use super::{ensure, flag_of, refuse_given, threads_or_all, unit_slice, CorpusOptions, Given};
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
 use crate::lock::{check_disjoint, OutputLock};
 use crate::mask::{MaskConfig, Strategy};
 use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, Source, TokenizeConfig};
-use crate::pipeline::units::{self, UnitRecord};
+use crate::pipeline::units;
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
 use crate::rows::causal::LastRow;
@@ -23,6 +23,7 @@ use crate::rows::mlm::Layout;
 use crate::shards::manifest::Manifest;
 use crate::shards::Dtype;
 use crate::tokenizer::Tokenizer;
+use crate::unitfile::{Plan, UnitRecord};
 
 /// Longest row we accept: far beyond any model's context, small enough that a row always fits
 /// in memory (an absurd value is a typo, and would otherwise abort on allocation).
@@ -669,14 +670,7 @@ impl TokenizeOptions {
     ) -> Result<UnitRecord> {
         let (tok, cfg, config) = self.prepare(given)?;
         let files = corpus::discover(&self.input_paths())?;
-        let unit = corpus::discover(&unit_files.iter().map(PathBuf::from).collect::<Vec<_>>())?;
-        let start = files.iter().position(|f| f.path == unit[0].path);
-        let Some(slice) = start.and_then(|i| files.get(i..i + unit.len())).filter(|s| *s == unit.as_slice()) else {
-            return Err(Error::Config(format!(
-                "unit files: {} is not a run of consecutive inputs of the plan",
-                unit_files.first().map_or("[]", String::as_str)
-            )));
-        };
+        let slice = unit_slice(&files, unit_files)?;
         let config_hash = units::config_hash(&files, Path::new(&self.tokenizer), &config)?;
         units::make_unit(slice, &self.corpus.config(), &tok, &cfg, &config_hash, unit_out, progress)
     }
@@ -714,14 +708,6 @@ impl TokenizeOptions {
         let files = corpus::discover(&self.input_paths())?;
         tokenize(&files, &self.corpus.config(), &tok, Path::new(&self.tokenizer), &cfg, config, out, source, progress)
     }
-}
-
-/// What [`TokenizeOptions::plan`] returns.
-#[derive(Debug, Serialize)]
-pub struct Plan {
-    pub config_hash: String,
-    /// (path, size) of each input, in reading order.
-    pub inputs: Vec<(String, u64)>,
 }
 
 fn extend(target: &mut Value, more: Value) {

@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::{ensure, flag_of, refuse_given, threads_or_all, unit_slice, CorpusOptions, Given};
 use crate::bpe::trainer::{self, TrainStats, TrainerConfig};
+use crate::bpe::units;
 use crate::bpe::Tokenizer;
 use crate::corpus;
 use crate::error::{Error, Result};
@@ -14,6 +19,7 @@ use crate::fsutil::{check_writable, recover_set, write_set};
 use crate::lock::OutputLock;
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
+use crate::unitfile::{Plan, UnitRecord};
 
 /// Largest vocabulary we train: ids must fit the shards' uint32 and a realistic memory budget.
 pub const MAX_VOCAB_SIZE: u32 = 1 << 24;
@@ -135,6 +141,93 @@ impl TrainBpeOptions {
 
     /// Validates, checks the outputs can be written, trains, then writes the files.
     pub fn run(&self, given: &Given, progress: &Progress) -> Result<(Tokenizer, TrainStats, usize)> {
+        self.train(given, None, progress)
+    }
+
+    /// The run that work units are made for (`--engine ray`'s driver plans from it): its
+    /// configuration hash and inputs (path, size) in reading order. Validates like [`Self::run`];
+    /// takes no lock and writes nothing.
+    pub fn plan(&self, given: &Given) -> Result<Plan> {
+        self.validate(given)?;
+        self.config().validate()?;
+        let files = corpus::discover(&self.input_paths())?;
+        let config_hash = self.config_hash(&files);
+        Ok(Plan { config_hash, inputs: files.into_iter().map(|f| (f.path.display().to_string(), f.size)).collect() })
+    }
+
+    /// Documents in `unit_files` (consecutive inputs of the plan): the driver adds them up to
+    /// tell each unit the corpus index of its first document (the hold-out is chosen by index).
+    pub fn documents(&self, given: &Given, unit_files: &[String], progress: &Progress) -> Result<u64> {
+        self.validate(given)?;
+        let files = corpus::discover(&self.input_paths())?;
+        let unit = unit_slice(&files, unit_files)?;
+        let cfg = self.config();
+        let (stats, _) = corpus::read_batches(
+            unit,
+            &self.corpus.config(),
+            cfg.batch_bytes,
+            cfg.threads,
+            progress,
+            || (),
+            |(), _| Ok(()),
+        )?;
+        Ok(stats.documents)
+    }
+
+    /// Counts the pieces of `unit_files` (consecutive inputs of the plan, their first document at
+    /// corpus index `first_index`) into the work unit file `unit_out` ([`crate::bpe::units`]).
+    pub fn count_unit(
+        &self,
+        given: &Given,
+        unit_files: &[String],
+        first_index: u64,
+        unit_out: &Path,
+        progress: &Progress,
+    ) -> Result<UnitRecord> {
+        self.validate(given)?;
+        let cfg = self.config();
+        cfg.validate()?;
+        let files = corpus::discover(&self.input_paths())?;
+        let unit = unit_slice(&files, unit_files)?;
+        let hash = self.config_hash(&files);
+        units::count_unit(unit, first_index, &self.corpus.config(), &cfg, &hash, unit_out, progress)
+    }
+
+    /// Trains from work units (each unit file's path and SHA-256, in plan order) and writes the
+    /// files: the same tokenizer as [`Self::run`].
+    pub fn merge(
+        &self,
+        given: &Given,
+        units: &[(PathBuf, String)],
+        progress: &Progress,
+    ) -> Result<(Tokenizer, TrainStats, usize)> {
+        self.train(given, Some(units), progress)
+    }
+
+    fn input_paths(&self) -> Vec<PathBuf> {
+        self.inputs.iter().map(PathBuf::from).collect()
+    }
+
+    /// SHA-256 over the options that change the counts or the tokenizer (not `out`, `threads`,
+    /// `tiktoken`) and the inputs (path, size): what a work unit must have been counted for.
+    fn config_hash(&self, files: &[corpus::InputFile]) -> String {
+        let canonical = Self { out: None, threads: None, tiktoken: false, ..self.clone() };
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&canonical).unwrap_or_default());
+        for f in files {
+            h.update(format!("{}\0{}\n", f.path.display(), f.size).as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Validates, checks the outputs can be written, trains (from the inputs, or from `units`),
+    /// then writes the files.
+    fn train(
+        &self,
+        given: &Given,
+        units: Option<&[(PathBuf, String)]>,
+        progress: &Progress,
+    ) -> Result<(Tokenizer, TrainStats, usize)> {
         self.validate(given)?;
         let cfg = self.config();
         cfg.validate()?;
@@ -157,9 +250,15 @@ impl TrainBpeOptions {
             }
             None => None,
         };
-        let inputs: Vec<PathBuf> = self.inputs.iter().map(PathBuf::from).collect();
-        let files = corpus::discover(&inputs)?;
-        let (tok, stats) = trainer::train(&files, &self.corpus.config(), &cfg, progress)?;
+        let files = corpus::discover(&self.input_paths())?;
+        let (tok, stats) = match units {
+            None => trainer::train(&files, &self.corpus.config(), &cfg, progress)?,
+            Some(units) => {
+                let t0 = Instant::now();
+                let counted = units::read_units(units, &files, &self.config_hash(&files), &cfg, progress)?;
+                trainer::train_counted(counted, files.first().map(|f| f.path.as_path()), &cfg, t0, progress)?
+            }
+        };
         if let Some(out) = &self.out {
             // The files appear together or not at all (a kill between two renames must not leave
             // a tokenizer.json and a .tiktoken from different runs).

@@ -473,13 +473,13 @@ impl Run<'_> {
         let mut total = 0;
         for (path, sha256) in units {
             let unit = UnitReader::open(path, sha256)?;
-            if unit.header.config_hash != self.config_hash {
+            if unit.header().config_hash != self.config_hash {
                 return Err(Error::input(
                     path,
                     "work unit was made for other options, tokenizer or inputs; remove it and its done record",
                 ));
             }
-            covered.extend(unit.header.files);
+            covered.extend(unit.header().files.iter().cloned());
             total += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         }
         let inputs: Vec<(String, u64)> = self.files.iter().map(|f| (f.path.display().to_string(), f.size)).collect();

@@ -1,6 +1,7 @@
-//! Work units: the read and encode stages of `tokenize` run on a slice of the inputs, anywhere,
-//! and their result stored in a file; the row sinks then run over the unit files in input order
-//! (`super::tokenize`, [`super::tokenize::Source::Units`]) and write what the local engine writes.
+//! Work units of `tokenize`: the read and encode stages run on a slice of the inputs, anywhere,
+//! and their result stored in a unit file ([`crate::unitfile`]); the row sinks then run over the
+//! unit files in input order (`super::tokenize`, [`super::tokenize::Source::Units`]) and write
+//! what the local engine writes.
 //!
 //! Why this cut: reading and encoding are nearly all of the cost and need nothing but the unit's
 //! own files, while the output's layout (split of each document, packing across documents, shard
@@ -11,16 +12,12 @@
 //! (datatrove's Ray executor instead writes one output per task, so its output changes with the
 //! task count; NeMo Curator's Ray Data stages reorder blocks.)
 //!
-//! A unit file is a zstd stream: [`MAGIC`], the [`Header`] (length-prefixed JSON: the
-//! configuration hash it was made for and its input files), then batches (`1u8`, the batch's
-//! first local document index, the encoded batch in [`UnitBatch`] form), then `0u8` and the
-//! unit's read counts ([`ReadStats`] as length-prefixed JSON). [`UnitRecord`] (what the maker returns) holds the file's SHA-256,
-//! checked before the file is read.
+//! Records after the header: batches (`1u8`, the batch's first local document index, the encoded
+//! batch in [`UnitBatch`] form), then `0u8` and the unit's read counts ([`ReadStats`] as
+//! length-prefixed JSON).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use super::encode::{Encoder, Ids, Sentences};
 use super::resume::Identity;
@@ -28,34 +25,12 @@ use super::tokenize::{Objective, TokenizeConfig};
 use crate::bpe::EncodeCache;
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
 use crate::error::{Error, Result};
-use crate::fsutil::{sha256_file, temp_path};
 use crate::progress::Progress;
 use crate::rows::mlm::Documents;
 use crate::tokenizer::Tokenizer;
+use crate::unitfile::{bad, get, get_json, len, put, put_json, Header, UnitFile, UnitRecord, UnitWriter};
 
 const MAGIC: &[u8; 8] = b"DPUNIT01";
-
-/// What a unit's maker reports, and what its done record holds.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct UnitRecord {
-    /// The run's configuration hash (options, tokenizer, every input): see `resume::Identity`.
-    pub config_hash: String,
-    /// The unit's input files (path, size), in corpus order.
-    pub files: Vec<(String, u64)>,
-    /// Documents read (the corpus indices the unit spans).
-    pub documents: u64,
-    pub tokens: u64,
-    /// Size and SHA-256 of the unit file.
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// The start of a unit file: what it was made from.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(super) struct Header {
-    pub config_hash: String,
-    pub files: Vec<(String, u64)>,
-}
 
 /// An encoded batch as bytes in a unit file, and back.
 pub(super) trait UnitBatch: Sized {
@@ -63,26 +38,6 @@ pub(super) trait UnitBatch: Sized {
     fn read(r: &mut dyn Read) -> std::io::Result<Self>;
     /// Documents in the batch.
     fn documents(&self) -> usize;
-}
-
-fn put(w: &mut dyn Write, v: u64) -> std::io::Result<()> {
-    w.write_all(&v.to_le_bytes())
-}
-
-fn get(r: &mut dyn Read) -> std::io::Result<u64> {
-    let mut b = [0u8; 8];
-    r.read_exact(&mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-fn bad(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
-}
-
-/// A length read from a unit file, bounded so that a damaged length cannot ask for terabytes.
-fn len(r: &mut dyn Read) -> std::io::Result<usize> {
-    let n = get(r)?;
-    usize::try_from(n).ok().filter(|&n| n < 1 << 40).ok_or_else(|| bad("length out of range"))
 }
 
 fn put_u32s(w: &mut dyn Write, v: &[u32]) -> std::io::Result<()> {
@@ -149,35 +104,6 @@ impl UnitBatch for Documents {
     }
 }
 
-fn put_json(w: &mut dyn Write, v: &impl serde::Serialize, path: &Path) -> Result<()> {
-    let json = serde_json::to_vec(v).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-    (|| {
-        put(w, json.len() as u64)?;
-        w.write_all(&json)
-    })()
-    .map_err(|e| Error::io(path, e))
-}
-
-/// Counts the bytes written through it and hashes them.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// The configuration hash of a run over `files` (all its inputs) with `tokenizer_file` and
 /// `config_json`: what a unit must have been made for.
 pub fn config_hash(files: &[InputFile], tokenizer_file: &Path, config_json: &serde_json::Value) -> Result<String> {
@@ -223,45 +149,23 @@ fn encode_unit<E: Encoder>(
 where
     E::Batch: UnitBatch,
 {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let tmp = temp_path(out);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let hashing = Hashing { inner: BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
-        let mut z = zstd::Encoder::new(hashing, 1).map_err(|e| Error::io(out, e))?;
-        z.write_all(MAGIC).map_err(|e| Error::io(out, e))?;
-        let header = Header {
-            config_hash: config_hash.to_string(),
-            files: files.iter().map(|f| (f.path.display().to_string(), f.size)).collect(),
-        };
-        put_json(&mut z, &header, out)?;
-        let (stats, tokens) = write_batches(files, corpus, encoder, threads, batch_bytes, &mut z, out, progress)?;
-        z.write_all(&[0]).map_err(|e| Error::io(out, e))?;
-        put_json(&mut z, &stats, out)?;
-        let finish = (|| {
-            let mut hashing = z.finish()?;
-            hashing.flush()?;
-            let Hashing { inner, hash, bytes } = hashing;
-            inner.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
-            Ok::<_, std::io::Error>((format!("{:x}", hash.finalize()), bytes))
-        })();
-        let (sha256, bytes) = finish.map_err(|e| Error::io(out, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        Ok(UnitRecord {
-            config_hash: header.config_hash,
-            files: header.files,
-            documents: stats.documents,
-            tokens,
-            bytes,
-            sha256,
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let header = Header::new(config_hash, files, 0);
+    let mut w = UnitWriter::create(out, MAGIC, &header)?;
+    let (stats, tokens) = write_batches(files, corpus, encoder, threads, batch_bytes, &mut w, progress)?;
+    (|| {
+        w.stream().write_all(&[0])?;
+        put_json(w.stream(), &stats)
+    })()
+    .map_err(|e| w.error(e))?;
+    let (bytes, sha256) = w.finish()?;
+    Ok(UnitRecord {
+        config_hash: header.config_hash,
+        files: header.files,
+        documents: stats.documents,
+        tokens,
+        bytes,
+        sha256,
+    })
 }
 
 /// The read and encode stages of `tokenize`, with the unit file in place of the writer thread:
@@ -273,14 +177,16 @@ fn write_batches<E: Encoder>(
     encoder: &E,
     threads: usize,
     batch_bytes: usize,
-    w: &mut (dyn Write + Send),
-    out: &Path,
+    unit: &mut UnitWriter,
     progress: &Progress,
 ) -> Result<(ReadStats, u64)>
 where
     E::Batch: UnitBatch,
 {
     let (tx, rx) = crossbeam_channel::bounded::<(u64, u64, E::Batch)>(2 * threads + 2);
+    let path = unit.path().to_path_buf();
+    let io_error = move |e| Error::io(&path, e);
+    let w = unit.stream();
     let (read, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || {
             let mut pending = std::collections::BTreeMap::new();
@@ -294,7 +200,7 @@ where
                         put(w, first)?;
                         docs.write(w)
                     };
-                    record().map_err(|e| Error::io(out, e))?;
+                    record().map_err(&io_error)?;
                     next_seq += 1;
                 }
             }
@@ -318,60 +224,34 @@ where
     Ok((stats, tokens))
 }
 
-/// A unit file being read back: its header, then its batches in order, then its read counts.
-pub(super) struct UnitReader {
-    r: BufReader<zstd::Decoder<'static, BufReader<std::fs::File>>>,
-    path: std::path::PathBuf,
-    pub header: Header,
-}
+/// A tokenize unit file being read back: its header, then its batches in order, then its read
+/// counts.
+pub(super) struct UnitReader(UnitFile);
 
 impl UnitReader {
-    /// Opens `path` after checking its SHA-256 against `sha256` (the unit's done record) and
-    /// reads its header.
+    /// Opens `path` after checking its SHA-256 against `sha256` (the unit's done record).
     pub fn open(path: &Path, sha256: &str) -> Result<Self> {
-        if sha256_file(path)? != sha256 {
-            return Err(Error::input(
-                path,
-                "work unit changed since it was made (SHA-256 differs); remove it and its done record and rerun",
-            ));
-        }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let z = zstd::Decoder::new(file).map_err(|e| Error::io(path, e))?;
-        let mut r = BufReader::new(z);
-        let damaged = |e: &dyn std::fmt::Display| Error::input(path, format!("work unit is damaged: {e}"));
-        let mut magic = [0u8; 8];
-        r.read_exact(&mut magic).map_err(|e| damaged(&e))?;
-        if &magic != MAGIC {
-            return Err(Error::input(path, "not a dataprep work unit (or one of another version)"));
-        }
-        let header = get_json(&mut r).map_err(|e| damaged(&e))?;
-        Ok(Self { r, path: path.to_path_buf(), header })
+        UnitFile::open(path, sha256, MAGIC).map(Self)
     }
 
-    fn damaged(&self, e: &dyn std::fmt::Display) -> Error {
-        Error::input(&self.path, format!("work unit is damaged: {e}"))
+    pub fn header(&self) -> &Header {
+        &self.0.header
     }
 
     /// The next batch (its first local document index and the batch), or the unit's read counts
     /// at the end.
     pub fn next<B: UnitBatch>(&mut self) -> Result<std::result::Result<(u64, B), ReadStats>> {
+        let f = &mut self.0;
+        let r = f.stream();
         let mut tag = [0u8; 1];
-        self.r.read_exact(&mut tag).map_err(|e| self.damaged(&e))?;
-        match tag[0] {
-            1 => {
-                let first = get(&mut self.r).map_err(|e| self.damaged(&e))?;
-                let batch = B::read(&mut self.r).map_err(|e| self.damaged(&e))?;
-                Ok(Ok((first, batch)))
+        let read = (|| {
+            r.read_exact(&mut tag)?;
+            match tag[0] {
+                1 => Ok(Ok((get(r)?, B::read(r)?))),
+                0 => Ok(Err(get_json(r)?)),
+                t => Err(bad(&format!("unknown record tag {t}"))),
             }
-            0 => Ok(Err(get_json(&mut self.r).map_err(|e| self.damaged(&e))?)),
-            t => Err(self.damaged(&format!("unknown record tag {t}"))),
-        }
+        })();
+        read.map_err(|e| f.damaged(&e))
     }
-}
-
-fn get_json<T: serde::de::DeserializeOwned>(r: &mut dyn Read) -> std::io::Result<T> {
-    let n = len(r)?;
-    let mut json = vec![0u8; n];
-    r.read_exact(&mut json)?;
-    serde_json::from_slice(&json).map_err(|e| bad(&e.to_string()))
 }

@@ -185,7 +185,16 @@ fn train_bpe<'py>(
 ) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
     let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
-    let (tok, st, threads) = run_detached(py, || opts.run(&given, &progress.0))?;
+    let trained = run_detached(py, || opts.run(&given, &progress.0))?;
+    trained_result(py, &opts, trained)
+}
+
+/// `(tokenizer, stats)` of a training run.
+fn trained_result<'py>(
+    py: Python<'py>,
+    opts: &TrainBpeOptions,
+    (tok, st, threads): (crate::bpe::Tokenizer, crate::bpe::trainer::TrainStats, usize),
+) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
     let d = stats_dict(py, &st.read)?;
     d.set_item("unique_words", st.unique_words)?;
     d.set_item("merges", st.merges)?;
@@ -207,7 +216,68 @@ fn tiktoken_paths(out: PathBuf) -> (PathBuf, PathBuf) {
     crate::options::train_bpe::tiktoken_paths(&out)
 }
 
+/// The run `--engine ray` plans train-bpe units for: JSON `{"config_hash", "inputs": [[path, bytes], ...]}`.
+#[pyfunction]
+#[pyo3(signature = (**options))]
+fn train_bpe_plan(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let plan = run_detached(py, || opts.plan(&given))?;
+    serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Documents in `unit_files` (consecutive inputs of the plan).
+#[pyfunction]
+#[pyo3(signature = (*, unit_files, progress=None, **options))]
+fn train_bpe_documents(
+    py: Python<'_>,
+    unit_files: Vec<String>,
+    progress: Option<PyRef<'_, PyProgress>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<u64> {
+    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    run_detached(py, || opts.documents(&given, &unit_files, &progress.0))
+}
+
+/// Counts the pieces of `unit_files` (first document at corpus index `first_index`) into the work
+/// unit file `unit_out`; returns its record as JSON.
+#[pyfunction]
+#[pyo3(signature = (*, unit_files, first_index, unit_out, progress=None, **options))]
+fn train_bpe_unit(
+    py: Python<'_>,
+    unit_files: Vec<String>,
+    first_index: u64,
+    unit_out: PathBuf,
+    progress: Option<PyRef<'_, PyProgress>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
+    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let record = run_detached(py, || opts.count_unit(&given, &unit_files, first_index, &unit_out, &progress.0))?;
+    serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Trains from work units (`units`: each unit file's path and SHA-256, in plan order) and writes
+/// the files like `train_bpe`; returns `(tokenizer, stats)` like `train_bpe`.
+#[pyfunction]
+#[pyo3(signature = (*, units, progress=None, **options))]
+fn train_bpe_merge<'py>(
+    py: Python<'py>,
+    units: Vec<(PathBuf, String)>,
+    progress: Option<PyRef<'py, PyProgress>>,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
+    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let trained = run_detached(py, || opts.merge(&given, &units, &progress.0))?;
+    trained_result(py, &opts, trained)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(train_bpe_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(train_bpe_documents, m)?)?;
+    m.add_function(wrap_pyfunction!(train_bpe_unit, m)?)?;
+    m.add_function(wrap_pyfunction!(train_bpe_merge, m)?)?;
     m.add_function(wrap_pyfunction!(tiktoken_paths, m)?)?;
     m.add_class::<PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(split, m)?)?;

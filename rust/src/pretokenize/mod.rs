@@ -2,11 +2,12 @@
 //!
 //! [`Pattern`] names the split rule; [`PreTokenizer`] runs it. Built-in patterns are written
 //! exactly as tiktoken and HF ship them (that string goes into `tokenizer.json` and the tiktoken
-//! export); `gpt2` runs on a hand-written scanner, the others on a DFA with exact look-ahead
-//! emulation, custom ones on the DFA or fancy-regex (see `regex_split`).
+//! export); `gpt2` and `o200k` run on hand-written scanners, cl100k on a DFA with exact
+//! look-ahead emulation, custom ones on the DFA or fancy-regex (see `regex_split`).
 
 mod classes;
 mod gpt2;
+mod o200k;
 mod regex_split;
 
 use regex_split::RegexSplitter;
@@ -101,6 +102,7 @@ pub struct PreTokenizer {
 
 enum Imp {
     Gpt2,
+    O200k,
     Regex(RegexSplitter),
 }
 
@@ -109,7 +111,7 @@ impl PreTokenizer {
         let imp = match &pattern {
             Pattern::Gpt2 => Imp::Gpt2,
             Pattern::Cl100k => Imp::Regex(RegexSplitter::new(CL100K_PORTABLE)?),
-            Pattern::O200k => Imp::Regex(RegexSplitter::new(O200K_PATTERN)?),
+            Pattern::O200k => Imp::O200k,
             Pattern::Custom(re) => Imp::Regex(RegexSplitter::new(re)?),
         };
         Ok(Self { pattern, imp })
@@ -124,6 +126,7 @@ impl PreTokenizer {
     pub fn split<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) {
         match &self.imp {
             Imp::Gpt2 => gpt2::split(text, &mut f),
+            Imp::O200k => o200k::split(text, &mut f),
             Imp::Regex(r) => r.split(text, &mut f),
         }
     }
@@ -157,6 +160,9 @@ mod tests {
         "CamelCaseWORDS and naïve café Über",
         "\u{0301}combining mark e\u{0301}",
         "path/to/file //comment\n\n\n",
+        "HELLOworld ÀBC'S it'ſ DON'T 'Ll Ǆx ǅy \u{0301}\u{0301}a x\u{0301}\u{0301} ʰʰA",
+        "中文没有空格的句子，很长很长。日本語のテキスト、カタカナ。\r\n\r\n  \t\n x",
+        "!!!/\r\n/ // ?\n\n¿Qué? «quote» 123456 ٣٤٥ Ⅻ ½",
     ];
 
     fn check_all(p: &Pattern, text: &str) {
@@ -188,6 +194,18 @@ mod tests {
             for p in [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k] {
                 check_all(&p, &text);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        // The hand-written o200k scanner's backtracking cases: upper/lower/modifier letters and
+        // marks in every order, contractions (with U+017F), prefixes, whitespace runs with \r\n.
+        #[test]
+        fn o200k_scanner_equals_its_regex(
+            text in "[A-ZÀ-ÖǄǅʰ-ʸ\u{0300}-\u{0303}a-zß-ö中文한'’sStTlLeErRvVmMdD \t\r\n/!?.0-9٣Ⅻ½\u{17F}\u{85}\u{a0}\u{3000}]{0,60}"
+        ) {
+            check_all(&Pattern::O200k, &text);
         }
     }
 

@@ -524,8 +524,11 @@ class Option:
         """`value` read from a file as this option's type; ConfigError naming `where` if not."""
         if value is None and self.optional:
             return None
-        if value == "none" and self.optional and self.kind in (int, float):
-            return None  # TOML has no null: `eval_rows = "none"`, as on the command line
+        none = isinstance(value, str) and value.strip().lower() == "none"
+        if none and self.optional and self.kind in (int, float, str):
+            # TOML has no null: `eval_rows = "none"`, `init_from = "none"`, as on the command
+            # line (`_converter`), which reads `none` in any case for these kinds.
+            return None
         if self.multiple:
             # One value stands for a list of one (`shards = "dir"`, and config.json of runs
             # saved before the option could be repeated).

@@ -13,6 +13,10 @@ a copy of the tokenizer. Everything in Python that reads one goes through this m
     open_shard   one shard file as a memory-mapped `pyarrow.Table`
     input_ids    the `(rows, seq_len)` token array of such a table
 
+A shard directory in object storage (`ShardSet("s3://bucket/prefix")`) is read through a local
+cache whose shards are verified before first use (`dataprep/shard_cache.py`); from there on it
+is the same memory-mapped files.
+
 The field names and layouts follow the writer (`rust/src/shards/`): `manifest.rs` for the
 manifest, `mod.rs` for causal-LM rows, `mlm.rs` for masked-LM rows.
 

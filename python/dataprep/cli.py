@@ -19,13 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 import dataprep
-from dataprep import _core
+from dataprep import _core, storage
 from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
 from dataprep.export import FORMATS, MDS_SHARD_BYTES, ExportError, export
 from dataprep.hf_tokenizer import ROLES, write_transformers_dir
 from dataprep.jobs import run_job
 from dataprep.options import click_options, defaults, given
+from dataprep.shard_cache import ShardCache
 from dataprep.shards import Manifest, ShardSet
 from dataprep.tokenize import tokenize
 
@@ -226,16 +227,27 @@ def dedup_cmd(**values: Any) -> None:
 
 
 @main.command("inspect")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory")
 @click.option("--rows", type=int, default=2, show_default=True, help="Rows to decode and show.")
 @click.option("--no-verify", is_flag=True, help="Skip checksum validation.")
-def inspect_cmd(directory: Path, rows: int, no_verify: bool) -> None:
-    """Summarize a shard directory, validate its checksums and decode a few rows."""
+def inspect_cmd(directory: str, rows: int, no_verify: bool) -> None:
+    """Summarize a shard directory (or its s3:// URL), validate its checksums and decode a few
+    rows."""
     try:
-        m = Manifest.read(directory)
-        problems = [] if no_verify else m.verify()
-        # Rows of a directory that failed verification would mean little.
-        samples = [] if problems or not m.split_rows("train") else ShardSet(m.path).samples(rows)
+        if storage.is_remote(directory):
+            # Through the shard cache: verifying downloads every shard (README, Object storage).
+            m = ShardCache(directory).manifest
+            sets = [ShardSet(directory, split) for split in m.splits]
+            problems = [] if no_verify else [p for s in sets for p in s.verify()]
+            train = next((s for s in sets if s.split == "train"), None)
+            samples = [] if problems or train is None or not len(train) else train.samples(rows)
+        else:
+            m = Manifest.read(directory)
+            problems = [] if no_verify else m.verify()
+            # Rows of a directory that failed verification would mean little.
+            samples = (
+                [] if problems or not m.split_rows("train") else ShardSet(m.path).samples(rows)
+            )
     except (_core.DataprepError, ValueError, OSError) as e:
         fail(str(e))
     out = Console()

@@ -13,6 +13,10 @@ a copy of the tokenizer. Everything in Python that reads one goes through this m
     open_shard   one shard file as a memory-mapped `pyarrow.Table`
     input_ids    the `(rows, seq_len)` token array of such a table
 
+A shard directory in object storage (`ShardSet("s3://bucket/prefix")`) is read through a local
+cache whose shards are verified before first use (`dataprep/shard_cache.py`); from there on it
+is the same memory-mapped files.
+
 The field names and layouts follow the writer (`rust/src/shards/`): `manifest.rs` for the
 manifest, `mod.rs` for causal-LM rows, `mlm.rs` for masked-LM rows.
 
@@ -39,13 +43,16 @@ import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from dataprep import _core
+from dataprep import _core, storage
+
+if TYPE_CHECKING:
+    from dataprep.shard_cache import ShardCache
 
 Array = npt.NDArray[Any]
 PathLike = str | os.PathLike[str]
@@ -558,8 +565,11 @@ class ShardSet:
     manifest and opens its own maps.
 
     Args:
-        directory: The shard directory (holding `manifest.json`).
+        directory: The shard directory (holding `manifest.json`), or its `s3://bucket/prefix`
+            URL: then the manifest is read from the bucket and each shard is downloaded into
+            a local cache and verified before its first use (`dataprep.shard_cache`).
         split: `train`, `val`, or any split the manifest has.
+        cache: Remote sets: the cache root (default `shard_cache.default_root()`).
 
     Attributes:
         directory, split, manifest: Where and what was read (`manifest` is a `Manifest`).
@@ -571,7 +581,8 @@ class ShardSet:
             where the tokenizer or objective has none; MLM shards record `[SEP]` as eos and
             `[CLS]` as bos).
         tokenizer_path: The copy of the tokenizer next to the shards.
-        files: The split's shard paths.
+        files: The split's shard paths (in the cache directory for a remote set).
+        remote: The `ShardCache` of a remote set, None for a local one.
 
     Raises:
         FileNotFoundError: No manifest, or a shard it lists is missing (the message names it).
@@ -590,8 +601,21 @@ class ShardSet:
     'hello world. hello world'
     """
 
-    def __init__(self, directory: PathLike, split: str = "train") -> None:
-        self.manifest = Manifest.read(directory)
+    def __init__(
+        self, directory: PathLike, split: str = "train", *, cache: PathLike | None = None
+    ) -> None:
+        # An `s3://` set is read through a local cache (dataprep/shard_cache.py): its manifest
+        # copy and shards live there, each shard fetched and verified before its first use.
+        self.remote: ShardCache | None = None
+        if storage.is_remote(directory):
+            from dataprep.shard_cache import ShardCache
+
+            self.remote = ShardCache(os.fspath(directory), cache)
+            self.manifest = self.remote.manifest
+        elif cache is not None:
+            raise ValueError(f"{directory}: a shard cache is for s3:// shard sets, not local ones")
+        else:
+            self.manifest = Manifest.read(directory)
         self.directory = self.manifest.directory
         self.split = split
         m = self.manifest
@@ -612,7 +636,9 @@ class ShardSet:
         # Row id -> shard: shard k holds rows starts[k] .. starts[k + 1].
         self._starts: Array = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.num_rows = int(self._starts[-1])
-        missing = [f for f in self.files if not f.is_file()]
+        missing = [f for f in self.files if not f.is_file()] if self.remote is None else []
+        if self.remote is not None:
+            self.remote.check_space(self.info.shards)
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise FileNotFoundError(f"{missing[0]}: shard listed in {m.path} is missing{more}")
@@ -623,9 +649,33 @@ class ShardSet:
     def __len__(self) -> int:
         return self.num_rows
 
+    @property
+    def source(self) -> str:
+        """Where the set is read from: its URL (remote) or its directory (local)."""
+        return self.remote.url if self.remote is not None else os.fspath(self.directory)
+
+    def fetch_ahead(self, rows: Array | None = None) -> None:
+        """Remote sets: starts downloading the split's shards in the background, those holding
+        `rows` first, in the order these rows first appear, then the others in manifest order.
+        Nothing for a local set.
+
+        Args:
+            rows: Global row ids in the order a loader will read them (a prefix is enough).
+        """
+        if self.remote is None:
+            return
+        order: list[int] = []
+        if rows is not None and len(rows):
+            shard_of = np.searchsorted(self._starts, np.asarray(rows), side="right") - 1
+            ks, first = np.unique(shard_of, return_index=True)
+            order = ks[np.argsort(first, kind="stable")].tolist()
+        seen = set(order)
+        order += [k for k in range(len(self.files)) if k not in seen]
+        self.remote.fetch_ahead([self.info.shards[k] for k in order])
+
     def __repr__(self) -> str:
         return (
-            f"ShardSet({os.fspath(self.directory)!r}, split={self.split!r}: {self.num_rows} rows "
+            f"ShardSet({self.source!r}, split={self.split!r}: {self.num_rows} rows "
             f"x {self.seq_len}, {self.objective}, {len(self.files)} shards)"
         )
 
@@ -688,6 +738,9 @@ class ShardSet:
         >>> s.verify()  # doctest: +ELLIPSIS
         ['.../train-00000.arrow: checksum mismatch (sha256 ...)']
         """
+        if self.remote is not None:
+            for info in self.info.shards:  # fetched (and hashed) first: a mismatch raises
+                self.remote.shard(info)
         return self.manifest.verify([self.split])
 
     # --- reading ----------------------------------------------------------------------------
@@ -697,6 +750,8 @@ class ShardSet:
         if shard is not None:
             return shard
         path = self.files[k]
+        if self.remote is not None:
+            self.remote.shard(self.info.shards[k])
         mm = pa.memory_map(os.fspath(path))
         try:
             reader = pa.ipc.open_stream(mm)
@@ -729,6 +784,8 @@ class ShardSet:
 
     def table(self, shard: int) -> pa.Table:
         """Shard number `shard` of the split as a memory-mapped `pyarrow.Table` (zero-copy)."""
+        if self.remote is not None:
+            self.remote.shard(self.info.shards[shard])
         return open_shard(self.files[shard])
 
     def locate(self, row: int) -> tuple[Path, int]:

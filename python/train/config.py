@@ -96,8 +96,9 @@ class DataConfig:
 
     shards: tuple[str, ...] = opt(
         (),
-        "directory written by `dataprep tokenize` (manifest.json, train-*.arrow, val-*.arrow); "
-        "repeat as DIR:WEIGHT to train on a mixture of several (see README, Data mixtures)",
+        "directory written by `dataprep tokenize` (manifest.json, train-*.arrow, val-*.arrow), "
+        "or its s3://bucket/prefix URL (see README, Object storage); repeat as DIR:WEIGHT to "
+        "train on a mixture of several (see README, Data mixtures)",
         metavar="DIR[:WEIGHT]",
         required=True,
     )
@@ -115,6 +116,12 @@ class DataConfig:
         ge=0,
     )
     prefetch: int = opt(4, "steps made ahead by the background thread (with --num-workers 0)", ge=1)
+    shard_cache: str | None = opt(
+        None,
+        "s3:// shards: local directory the shards are downloaded to and verified in, under "
+        "BUCKET/PREFIX; none = $XDG_CACHE_HOME/dataprep/shards (else ~/.cache/dataprep/shards)",
+        metavar="DIR",
+    )
 
 
 @dataclass
@@ -517,8 +524,11 @@ class Option:
         """`value` read from a file as this option's type; ConfigError naming `where` if not."""
         if value is None and self.optional:
             return None
-        if value == "none" and self.optional and self.kind in (int, float):
-            return None  # TOML has no null: `eval_rows = "none"`, as on the command line
+        none = isinstance(value, str) and value.strip().lower() == "none"
+        if none and self.optional and self.kind in (int, float, str):
+            # TOML has no null: `eval_rows = "none"`, `init_from = "none"`, as on the command
+            # line (`_converter`), which reads `none` in any case for these kinds.
+            return None
         if self.multiple:
             # One value stands for a list of one (`shards = "dir"`, and config.json of runs
             # saved before the option could be repeated).

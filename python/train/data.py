@@ -643,8 +643,16 @@ def make_loader(
         shuffle=shuffle,
     )
     sampler = StepSampler(plan, rank=rank, epoch=epoch, start_step=start_step)
+    if shards.remote is not None:
+        # Download order: the shards of the epoch's next rows (of all ranks: ranks of a node
+        # share the cache) as they will be read, then the rest.
+        start = min(start_step * plan.global_batch, shards.num_rows)
+        shards.fetch_ahead(plan.order.rows(epoch, start, min(start + _AHEAD, shards.num_rows)))
     dataset = MicroBatches(shards, epoch=epoch, masking=masking, doc_mask=doc_mask)
     return make_dataloader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
+
+
+_AHEAD = 1 << 20  # rows whose shards a remote set downloads first, in the order they are read
 
 
 def eval_rows(num_rows: int, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
@@ -684,6 +692,7 @@ def make_eval_loader(
     n = shards.num_rows if subset is None else subset.size
     plan = StepPlan(n, world_size=world_size, micro_batch=micro_batch, shuffle=False, rows=subset)
     sampler = StepSampler(plan, rank=rank, epoch=0)
+    shards.fetch_ahead(subset)
     dataset = MicroBatches(shards, epoch=0, masking=masking, doc_mask=doc_mask)
     return make_dataloader(dataset, sampler, num_workers, pin_memory, prefetch_factor)
 

@@ -294,6 +294,8 @@ def make_loader(
         for i, s in enumerate(sets)
     ]
     sampler = MixtureSampler(plan, rank=rank, start_step=start_step)
+    for s in sets:
+        s.fetch_ahead()  # remote sets: every shard in manifest order (used within a few steps)
     return data.make_dataloader(
         MixtureBatches(parts), sampler, num_workers, pin_memory, prefetch_factor
     )

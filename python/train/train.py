@@ -58,6 +58,7 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from dataprep import DataprepError, storage
 from dataprep.shards import Manifest, sha256_file
 from train import checkpoint, config, data, distributed, mixture, model, optim, schedule, watch
 from train.config import TrainConfig
@@ -254,11 +255,21 @@ class Trainer:
         # One shard set, or a mixture of several (train.mixture); the first is the reference
         # for what all share (tokenizer, objective, seq_len).
         self.specs = mixture.parse_specs(cfg.data.shards)
-        self.sets = [data.ShardSet(spec.path, "train") for spec in self.specs]
+        cache = cfg.data.shard_cache
+        if cache is not None and not any(storage.is_remote(s.path) for s in self.specs):
+            raise Stop(
+                "--shard-cache: no --shards is an s3:// URL (local shards are read in place)"
+            )
+
+        def open_set(path: str, split: str) -> data.ShardSet:
+            remote = storage.is_remote(path)
+            return data.ShardSet(path, split, cache=cache if remote else None)
+
+        self.sets = [open_set(spec.path, "train") for spec in self.specs]
         mixture.check_sets(self.sets)
         self.shards = self.sets[0]
         self.vals = [
-            (i, data.ShardSet(spec.path, "val"))
+            (i, open_set(spec.path, "val"))
             for i, spec in enumerate(self.specs)
             if self.sets[i].manifest.split_rows("val") > 0
         ]
@@ -418,7 +429,8 @@ class Trainer:
 
     def _verify_data(self) -> data.Verification:
         """`_verify_manifest` for each shard set, added up (seconds None when none was read)."""
-        done = [self._verify_manifest(s.manifest) for s in self.sets]
+        # Remote sets are verified shard by shard as they are downloaded (dataprep.shard_cache).
+        done = [self._verify_manifest(s.manifest) for s in self.sets if s.remote is None]
         read = [v.seconds for v in done if v.seconds is not None]
         return data.Verification(
             sum(v.files for v in done),
@@ -468,7 +480,7 @@ class Trainer:
         masking, doc_mask). Saved in each checkpoint's meta.json; resume compares it."""
         m = self.shards.manifest
         return {
-            "shards": os.fspath(Path(self.specs[0].path)),
+            "shards": self.shards.source,
             "manifest_sha256": sha256_file(m.path),
             "tokenizer_sha256": m.tokenizer.sha256,
             "seed": self.cfg.run.seed,
@@ -1054,7 +1066,7 @@ def main(argv: list[str] | None = None) -> int:
     d = distributed.init(cfg.precision.device, group_of_one=cfg.parallelism.parallel == "fsdp")
     try:
         return Trainer(cfg, d).run()
-    except (Stop, FileNotFoundError, ValueError) as e:
+    except (Stop, FileNotFoundError, ValueError, DataprepError) as e:
         print(f"error (rank {d.rank}): {e}", file=sys.stderr)
         return 1
     finally:

@@ -2,9 +2,10 @@
 //!
 //! [`Pattern`] names the split rule; [`PreTokenizer`] runs it. Built-in patterns are written
 //! exactly as tiktoken and HF ship them (that string goes into `tokenizer.json` and the tiktoken
-//! export); `gpt2` and `o200k` run on hand-written scanners, cl100k on a DFA with exact
-//! look-ahead emulation, custom ones on the DFA or fancy-regex (see `regex_split`).
+//! export) and run on hand-written scanners (`gpt2.rs`, `cl100k.rs`, `o200k.rs`); custom ones run
+//! on a DFA with exact look-ahead emulation or on fancy-regex (see `regex_split`).
 
+mod cl100k;
 mod classes;
 mod gpt2;
 mod o200k;
@@ -102,6 +103,7 @@ pub struct PreTokenizer {
 
 enum Imp {
     Gpt2,
+    Cl100k,
     O200k,
     Regex(RegexSplitter),
 }
@@ -110,7 +112,7 @@ impl PreTokenizer {
     pub fn new(pattern: Pattern) -> Result<Self> {
         let imp = match &pattern {
             Pattern::Gpt2 => Imp::Gpt2,
-            Pattern::Cl100k => Imp::Regex(RegexSplitter::new(CL100K_PORTABLE)?),
+            Pattern::Cl100k => Imp::Cl100k,
             Pattern::O200k => Imp::O200k,
             Pattern::Custom(re) => Imp::Regex(RegexSplitter::new(re)?),
         };
@@ -126,6 +128,7 @@ impl PreTokenizer {
     pub fn split<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) {
         match &self.imp {
             Imp::Gpt2 => gpt2::split(text, &mut f),
+            Imp::Cl100k => cl100k::split(text, &mut f),
             Imp::O200k => o200k::split(text, &mut f),
             Imp::Regex(r) => r.split(text, &mut f),
         }
@@ -201,6 +204,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(3000))]
         // The hand-written o200k scanner's backtracking cases: upper/lower/modifier letters and
         // marks in every order, contractions (with U+017F), prefixes, whitespace runs with \r\n.
+        #[test]
+        fn cl100k_scanner_equals_its_regex(
+            text in "[A-ZÀ-Öa-zß-ö中文한ʰ\u{0301}'’sStTlLeErRvVmMdD \t\r\n/!?.0-9٣Ⅻ½\u{17F}\u{85}\u{a0}\u{3000}]{0,60}"
+        ) {
+            check_all(&Pattern::Cl100k, &text);
+        }
+
         #[test]
         fn o200k_scanner_equals_its_regex(
             text in "[A-ZÀ-ÖǄǅʰ-ʸ\u{0300}-\u{0303}a-zß-ö中文한'’sStTlLeErRvVmMdD \t\r\n/!?.0-9٣Ⅻ½\u{17F}\u{85}\u{a0}\u{3000}]{0,60}"

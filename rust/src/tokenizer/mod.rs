@@ -230,21 +230,43 @@ impl Tokenizer {
     /// Encodes many texts on `threads` threads; the result is in input order and does not depend
     /// on the thread count.
     pub fn encode_batch(&self, texts: &[&str], threads: usize, opts: EncodeOptions) -> Result<Vec<Vec<u32>>> {
-        use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-            .map_err(|e| Error::Config(format!("threads: {e}")))?;
-        pool.install(|| {
-            texts
-                .par_iter()
-                .map_init(EncodeCache::new, |cache, t| {
+        // Threads take chunks of texts from a shared counter and keep one piece cache each for
+        // the whole call (rayon's `map_init` makes a new cache per job split, which threw the
+        // cache away dozens of times per call).
+        type Encoded = Result<Vec<(usize, Vec<u32>)>>;
+        const CHUNK: usize = 16;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = threads.clamp(1, texts.len().div_ceil(CHUNK).max(1));
+        let work = || -> Encoded {
+            let mut cache = EncodeCache::new();
+            let mut done = Vec::new();
+            loop {
+                let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+                if start >= texts.len() {
+                    return Ok(done);
+                }
+                for (i, t) in texts.iter().enumerate().skip(start).take(CHUNK) {
                     let mut out = Vec::with_capacity(t.len() / 3);
-                    self.encode_into(t, opts, cache, &mut out)?;
-                    Ok(out)
-                })
-                .collect()
-        })
+                    self.encode_into(t, opts, &mut cache, &mut out)?;
+                    done.push((i, out));
+                }
+            }
+        };
+        let parts: Vec<Encoded> = if threads == 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+                handles.into_iter().map(|h| h.join().expect("encode thread panicked")).collect()
+            })
+        };
+        let mut out = vec![Vec::new(); texts.len()];
+        for part in parts {
+            for (i, ids) in part? {
+                out[i] = ids;
+            }
+        }
+        Ok(out)
     }
 
     /// Text of `ids`, as HF's `decode` gives it.

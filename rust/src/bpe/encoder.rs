@@ -168,6 +168,11 @@ impl Tokenizer {
     }
 
     #[inline]
+    fn byte_pair_rank(&self, a: u8, b: u8) -> (u32, u32) {
+        self.byte_pair[(usize::from(a) << 8) | usize::from(b)]
+    }
+
+    #[inline]
     fn rank(&self, a: u32, b: u32) -> (u32, u32) {
         self.merge_rank.get(&pair_key(a, b)).copied().unwrap_or((u32::MAX, 0))
     }
@@ -180,7 +185,7 @@ impl Tokenizer {
             sym[i] = self.byte_ids[b as usize];
         }
         for i in 0..n - 1 {
-            ranks[i] = self.rank(sym[i], sym[i + 1]);
+            ranks[i] = self.byte_pair_rank(p[i], p[i + 1]);
         }
         let mut len = n;
         while len > 1 {
@@ -215,7 +220,7 @@ impl Tokenizer {
         let mut alive = vec![true; n];
         let mut heap = BinaryHeap::with_capacity(n);
         for i in 0..n - 1 {
-            let (r, _) = self.rank(sym[i], sym[i + 1]);
+            let (r, _) = self.byte_pair_rank(p[i], p[i + 1]);
             if r != u32::MAX {
                 heap.push(Reverse((r, i)));
             }

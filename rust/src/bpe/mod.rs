@@ -35,6 +35,10 @@ pub struct Tokenizer {
     merges: Vec<(u32, u32, u32)>,
     /// `(left << 32 | right)` -> `(rank, result)`.
     merge_rank: AHashMap<u64, (u32, u32)>,
+    /// `merge_rank` of the pair of single bytes `(a << 8 | b)`, dense: a piece's first pairs
+    /// are byte pairs, and looking them up here costs no hashing (the rows a text touches stay
+    /// in cache). `(u32::MAX, 0)` for no merge.
+    byte_pair: Box<[(u32, u32)]>,
     byte_ids: [u32; 256],
     /// HF `ByteLevel(add_prefix_space=true)`: a space is put before text that does not start with one.
     add_prefix_space: bool,
@@ -74,12 +78,19 @@ impl Tokenizer {
             }
             merge_rank.entry(pair_key(a, b)).or_insert((rank as u32, r));
         }
+        let byte_pair = (0..1usize << 16)
+            .map(|ab| {
+                let (a, b) = (byte_ids[ab >> 8], byte_ids[ab & 0xFF]);
+                merge_rank.get(&pair_key(a, b)).copied().unwrap_or((u32::MAX, 0))
+            })
+            .collect();
         Ok(Self {
             pre: PreTokenizer::new(pattern)?,
             tokens,
             specials,
             merges,
             merge_rank,
+            byte_pair,
             byte_ids,
             add_prefix_space: false,
             whole_piece: None,

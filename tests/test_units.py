@@ -240,3 +240,71 @@ def test_train_bpe_units_are_checked(tmp_path: Path, corpus: list[str]) -> None:
     with pytest.raises(DataprepError, match="SHA-256 differs"):
         _core.train_bpe_merge(units=units, **opts)
     assert not (tmp_path / "tok.json").exists()
+
+
+# Listings: the inputs as the Python layer lists remote objects, with staged local copies.
+
+
+def listing_of(
+    corpus: list[str], local: set[int] | None = None
+) -> list[tuple[str, int, str | None]]:
+    """The corpus files named as objects of a bucket; local copies for `local` (default all)."""
+    return [
+        (
+            f"s3://bucket/corpus/{Path(p).name}",
+            Path(p).stat().st_size,
+            p if local is None or i in local else None,
+        )
+        for i, p in enumerate(corpus)
+    ]
+
+
+def test_listed_inputs_are_named_as_listed_and_units_read_only_their_copies(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    tok = specials_tokenizer[0]
+    one = {**options(["s3://bucket/corpus"], tok, tmp_path / "one", {})}
+    manifest = json.loads(_core.tokenize(listing=listing_of(corpus), **one))
+    assert [i["path"] for i in manifest["inputs"]] == [n for n, _, _ in listing_of(corpus)]
+    assert manifest["config"]["inputs"] == ["s3://bucket/corpus"]
+
+    opts = options(["s3://bucket/corpus"], tok, tmp_path / "units", {})
+    plan = json.loads(_core.tokenize_plan(listing=listing_of(corpus, set()), **opts))
+    names = [n for n, _ in plan["inputs"]]
+    units = []
+    for i, (a, b) in enumerate([(0, 2), (2, 5)]):
+        path = tmp_path / f"u{i}"
+        rec = json.loads(
+            _core.tokenize_unit(
+                unit_files=names[a:b],
+                unit_out=str(path),
+                listing=listing_of(corpus, set(range(a, b))),
+                **opts,
+            )
+        )
+        units.append((str(path), rec["sha256"]))
+    _core.tokenize_assemble(units=units, listing=listing_of(corpus, set()), **opts)
+    assert outputs(tmp_path / "units") == outputs(tmp_path / "one")
+    with pytest.raises(ValueError, match=r"part-2\.jsonl has no local copy"):
+        _core.tokenize_unit(
+            unit_files=names[2:3],
+            unit_out=str(tmp_path / "x"),
+            listing=listing_of(corpus, {0}),
+            **opts,
+        )
+
+
+def test_listed_input_errors_name_the_object(
+    tmp_path: Path, specials_tokenizer: tuple[Path, Any]
+) -> None:
+    bad = tmp_path / "stage" / "bad.jsonl.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x1f\x8b\x08\x00broken")
+    opts = options(["s3://bucket/in"], specials_tokenizer[0], tmp_path / "out", {})
+    listing = [("s3://bucket/in/bad.jsonl.gz", bad.stat().st_size, str(bad))]
+    with pytest.raises(DataprepError, match=r"^s3://bucket/in/bad\.jsonl\.gz: "):
+        _core.tokenize(listing=listing, **opts)
+    with pytest.raises(
+        DataprepError, match=r"s3://bucket/in/bad\.jsonl\.gz: local copy .* has \d+ bytes, not 1"
+    ):
+        _core.tokenize(listing=[(listing[0][0], 1, str(bad))], **opts)

@@ -86,11 +86,15 @@ def read_documents(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]: ...
 def split(pattern: str, text: str) -> list[str]: ...
 def train_bpe(
-    *, progress: Progress | None = None, **options: Any
+    *, progress: Progress | None = None, listing: _Listing | None = None, **options: Any
 ) -> tuple[Tokenizer, dict[str, Any]]: ...
-def train_bpe_plan(**options: Any) -> str: ...
+def train_bpe_plan(*, listing: _Listing | None = None, **options: Any) -> str: ...
 def train_bpe_documents(
-    *, unit_files: Sequence[str], progress: Progress | None = None, **options: Any
+    *,
+    unit_files: Sequence[str],
+    progress: Progress | None = None,
+    listing: _Listing | None = None,
+    **options: Any,
 ) -> int: ...
 def train_bpe_unit(
     *,
@@ -98,21 +102,40 @@ def train_bpe_unit(
     first_index: int,
     unit_out: str,
     progress: Progress | None = None,
+    listing: _Listing | None = None,
     **options: Any,
 ) -> str: ...
 def train_bpe_merge(
-    *, units: Sequence[tuple[str, str]], progress: Progress | None = None, **options: Any
+    *,
+    units: Sequence[tuple[str, str]],
+    progress: Progress | None = None,
+    listing: _Listing | None = None,
+    **options: Any,
 ) -> tuple[Tokenizer, dict[str, Any]]: ...
 def tiktoken_paths(out: str) -> tuple[str, str]: ...
 def options_schema(command: str) -> str: ...
 def check_options(command: str, **options: Any) -> None: ...
-def tokenize(*, progress: Progress | None = None, **options: Any) -> str: ...
-def tokenize_plan(**options: Any) -> str: ...
+# `listing`: the inputs as `dataprep.storage` listed them, `(name, size, local copy or None)`.
+_Listing = Sequence[tuple[str, int, str | None]]
+
+def tokenize(
+    *, progress: Progress | None = None, listing: _Listing | None = None, **options: Any
+) -> str: ...
+def tokenize_plan(*, listing: _Listing | None = None, **options: Any) -> str: ...
 def tokenize_unit(
-    *, unit_files: Sequence[str], unit_out: str, progress: Progress | None = None, **options: Any
+    *,
+    unit_files: Sequence[str],
+    unit_out: str,
+    progress: Progress | None = None,
+    listing: _Listing | None = None,
+    **options: Any,
 ) -> str: ...
 def tokenize_assemble(
-    *, units: Sequence[tuple[str, str]], progress: Progress | None = None, **options: Any
+    *,
+    units: Sequence[tuple[str, str]],
+    progress: Progress | None = None,
+    listing: _Listing | None = None,
+    **options: Any,
 ) -> str: ...
 def dedup_banding(
     threshold: float = 0.8, num_perm: int = 128, verify: bool = True

@@ -29,4 +29,14 @@ impl Error {
     pub fn input(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Input { path: path.into(), msg: msg.into() }
     }
+
+    /// The same error naming `name` where it named `local` (the staged copy of a remote file).
+    #[must_use]
+    pub fn named(self, local: &std::path::Path, name: &str) -> Self {
+        match self {
+            Error::Io { path, source } if path == local => Error::Io { path: name.into(), source },
+            Error::Input { path, msg } if path == local => Error::Input { path: name.into(), msg },
+            other => other,
+        }
+    }
 }

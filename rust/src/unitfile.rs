@@ -29,11 +29,7 @@ pub struct Header {
 
 impl Header {
     pub fn new(config_hash: &str, files: &[InputFile], first_index: u64) -> Self {
-        Self {
-            config_hash: config_hash.to_string(),
-            files: files.iter().map(|f| (f.path.display().to_string(), f.size)).collect(),
-            first_index,
-        }
+        Self { config_hash: config_hash.to_string(), files: files.iter().map(InputFile::entry).collect(), first_index }
     }
 }
 

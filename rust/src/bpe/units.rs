@@ -86,7 +86,7 @@ pub fn read_units(
         }
         covered.extend(unit.header.files);
     }
-    let inputs: Vec<(String, u64)> = files.iter().map(|f| (f.path.display().to_string(), f.size)).collect();
+    let inputs: Vec<(String, u64)> = files.iter().map(InputFile::entry).collect();
     if covered != inputs {
         return Err(Error::Config(format!(
             "the {} work units cover {} input files, not the run's {} inputs in order",

@@ -129,7 +129,7 @@ mod tests {
             let p = dir.path().join(format!("f{f}.txt"));
             let text: Vec<String> = (0..50).map(|i| format!("doc {f} {i}")).collect();
             fs::write(&p, text.join("\n\n")).unwrap();
-            files.push(InputFile { path: p, size: 10 });
+            files.push(InputFile::local(p, 10));
         }
         let cfg = CorpusConfig { text_unit: super::super::TextUnit::Paragraph, ..CorpusConfig::default() };
         let progress = Progress::new();
@@ -153,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.txt");
         fs::write(&p, "x\n\ny\n\nz").unwrap();
-        let files = vec![InputFile { path: p, size: 1 }];
+        let files = vec![InputFile::local(p, 1)];
         let cfg = CorpusConfig { text_unit: super::super::TextUnit::Paragraph, ..CorpusConfig::default() };
         let e = read_batches(&files, &cfg, 1, 2, &Progress::new(), || (), |(), _| Err(Error::Config("nope".into())))
             .unwrap_err();

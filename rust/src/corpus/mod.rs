@@ -143,12 +143,63 @@ impl ReadStats {
     }
 }
 
-/// An input file found by [`discover`].
+/// An input file found by [`discover`] or given by a [`Listing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputFile {
+    /// Where its bytes are read.
     pub path: PathBuf,
     /// Size on disk (compressed size for compressed files).
     pub size: u64,
+    /// What the run calls it, when that is not `path`: the URL of a remote object whose staged
+    /// copy is `path`. Manifests, work units and error messages use the name.
+    pub name: Option<String>,
+}
+
+impl InputFile {
+    pub fn local(path: PathBuf, size: u64) -> Self {
+        Self { path, size, name: None }
+    }
+
+    /// `(name, size)`: how plans, work units and the config hash list the file.
+    pub fn entry(&self) -> (String, u64) {
+        (self.name().into_owned(), self.size)
+    }
+
+    /// What the run calls the file (see [`InputFile::name`]).
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        match &self.name {
+            Some(n) => std::borrow::Cow::Borrowed(n),
+            None => self.path.to_string_lossy(),
+        }
+    }
+}
+
+/// The inputs of a run as its driver lists them (remote objects, listed by the Python layer):
+/// each file's name, size and, where this process reads it, its local copy.
+pub type Listing = [(String, u64, Option<PathBuf>)];
+
+/// The input files of a listing, in its order. A local copy must exist and have the listed size;
+/// a file without one gets its name as path and must not be read (plans, assembling steps).
+pub fn listed(listing: &Listing) -> Result<Vec<InputFile>> {
+    if listing.is_empty() {
+        return Err(Error::Config("no input given".into()));
+    }
+    listing
+        .iter()
+        .map(|(name, size, local)| {
+            if let Some(p) = local {
+                let got = fs::metadata(p).map_err(|e| Error::io(p, e))?.len();
+                if got != *size {
+                    return Err(Error::input(name, format!("local copy {} has {got} bytes, not {size}", p.display())));
+                }
+            }
+            Ok(InputFile {
+                path: local.clone().unwrap_or_else(|| PathBuf::from(name)),
+                size: *size,
+                name: Some(name.clone()),
+            })
+        })
+        .collect()
 }
 
 /// Expands the inputs (files or directories, walked recursively; hidden entries skipped) into a
@@ -167,7 +218,7 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
                 return Err(Error::input(input, "directory contains no files"));
             }
         } else {
-            out.push(InputFile { path: input.clone(), size: meta.len() });
+            out.push(InputFile::local(input.clone(), meta.len()));
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -190,7 +241,7 @@ fn walk(dir: &Path, out: &mut Vec<InputFile>) -> Result<()> {
         if meta.is_dir() {
             walk(&path, out)?;
         } else if meta.is_file() {
-            out.push(InputFile { path, size: meta.len() });
+            out.push(InputFile::local(path, meta.len()));
         }
     }
     Ok(())
@@ -316,9 +367,14 @@ fn read<'a>(
     records: Option<RecordSink<'a>>,
 ) -> Result<ReadStats> {
     let path = file.path.as_path();
-    let format = resolve_format(path, cfg)?;
-    if is_skipped_binary(path, format)? {
-        return Ok(ReadStats { binary_skipped: 1, binary_paths: vec![path.to_path_buf()], ..ReadStats::default() });
+    let named = |e: Error| match &file.name {
+        Some(name) => e.named(path, name),
+        None => e,
+    };
+    let format = resolve_format(path, cfg).map_err(named)?;
+    if is_skipped_binary(path, format).map_err(named)? {
+        let shown = PathBuf::from(file.name().into_owned());
+        return Ok(ReadStats { binary_skipped: 1, binary_paths: vec![shown], ..ReadStats::default() });
     }
     let mut em = Emitter {
         path,
@@ -330,12 +386,13 @@ fn read<'a>(
         records,
     };
     match format {
-        Format::Wiki => wiki::read(&mut em)?,
-        Format::Text => text::read(&mut em, cfg.text_unit)?,
-        Format::Jsonl => jsonl::read(&mut em, &cfg.jsonl_field)?,
-        Format::Parquet => parquet::read(&mut em, &cfg.parquet_column)?,
+        Format::Wiki => wiki::read(&mut em),
+        Format::Text => text::read(&mut em, cfg.text_unit),
+        Format::Jsonl => jsonl::read(&mut em, &cfg.jsonl_field),
+        Format::Parquet => parquet::read(&mut em, &cfg.parquet_column),
         Format::Auto => unreachable!("resolved above"),
     }
+    .map_err(named)?;
     Ok(em.stats)
 }
 
@@ -400,7 +457,7 @@ mod tests {
     use std::io::Write;
 
     pub(crate) fn read_all(path: &Path, cfg: &CorpusConfig) -> Result<(Vec<Document>, ReadStats)> {
-        let f = InputFile { path: path.to_path_buf(), size: 0 };
+        let f = InputFile::local(path.to_path_buf(), 0);
         let mut docs = Vec::new();
         let stats = read_file(&f, 0, 0, cfg, |d| {
             docs.push(d);
@@ -492,7 +549,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = CorpusConfig { utf8: Utf8Policy::Skip, ..CorpusConfig::default() };
         let read = |path: PathBuf| {
-            let f = InputFile { path, size: 0 };
+            let f = InputFile::local(path, 0);
             let (mut docs, mut records) = (Vec::new(), Vec::new());
             let mut on_record = |r: RawRecord<'_>| {
                 records.push(match r {

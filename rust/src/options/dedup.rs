@@ -155,6 +155,9 @@ impl DedupOptions {
             }
             None => None,
         };
+        if self.corpus.listing.is_some() {
+            return Err(Error::Config("dedup: listed (remote) inputs are not supported yet".into()));
+        }
         let files = corpus::discover(&inputs)?;
         let result = find_duplicates(&files, &corpus_cfg, &cfg, progress)?;
         let written = match &self.out {

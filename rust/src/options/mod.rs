@@ -144,23 +144,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (1.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
-/// The inputs a work unit names (`unit_files`, from the driver's plan): they must be a run of
-/// consecutive `files` (the run's inputs, discovered), so that units cover the corpus in order.
-pub(crate) fn unit_slice<'a>(
-    files: &'a [crate::corpus::InputFile],
-    unit_files: &[String],
-) -> Result<&'a [crate::corpus::InputFile]> {
-    let paths: Vec<std::path::PathBuf> = unit_files.iter().map(std::path::PathBuf::from).collect();
-    let unit = crate::corpus::discover(&paths)?;
-    let start = files.iter().position(|f| f.path == unit[0].path);
-    start.and_then(|i| files.get(i..i + unit.len())).filter(|s| *s == unit.as_slice()).ok_or_else(|| {
-        Error::Config(format!(
-            "unit files: {} is not a run of consecutive inputs of the plan",
-            unit_files.first().map_or("[]", String::as_str)
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

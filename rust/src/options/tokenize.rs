@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{ensure, flag_of, refuse_given, threads_or_all, unit_slice, CorpusOptions, Given};
+use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
 use crate::corpus;
 use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
@@ -654,9 +654,9 @@ impl TokenizeOptions {
     pub fn plan(&self, given: &Given) -> Result<Plan> {
         let (tok, cfg, config) = self.prepare(given)?;
         drop((tok, cfg));
-        let files = corpus::discover(&self.input_paths())?;
+        let files = self.corpus.files(&self.inputs)?;
         let config_hash = units::config_hash(&files, Path::new(&self.tokenizer), &config)?;
-        Ok(Plan { config_hash, inputs: files.into_iter().map(|f| (f.path.display().to_string(), f.size)).collect() })
+        Ok(Plan { config_hash, inputs: files.iter().map(corpus::InputFile::entry).collect() })
     }
 
     /// Reads and encodes `unit_files`, a run of consecutive inputs of [`Self::plan`], into the
@@ -669,8 +669,8 @@ impl TokenizeOptions {
         progress: &Progress,
     ) -> Result<UnitRecord> {
         let (tok, cfg, config) = self.prepare(given)?;
-        let files = corpus::discover(&self.input_paths())?;
-        let slice = unit_slice(&files, unit_files)?;
+        let files = self.corpus.files(&self.inputs)?;
+        let slice = self.corpus.unit_slice(&files, unit_files)?;
         let config_hash = units::config_hash(&files, Path::new(&self.tokenizer), &config)?;
         units::make_unit(slice, &self.corpus.config(), &tok, &cfg, &config_hash, unit_out, progress)
     }
@@ -679,10 +679,6 @@ impl TokenizeOptions {
     /// same shards and manifest as [`Self::run`], with its lock, journal and resume.
     pub fn assemble(&self, given: &Given, units: &[(PathBuf, String)], progress: &Progress) -> Result<Manifest> {
         self.write(given, Source::Units(units), progress)
-    }
-
-    fn input_paths(&self) -> Vec<PathBuf> {
-        self.inputs.iter().map(PathBuf::from).collect()
     }
 
     /// Validates, loads the tokenizer and resolves the configuration.
@@ -705,7 +701,7 @@ impl TokenizeOptions {
         if let Some(note) = lock.stale_note() {
             progress.note(note);
         }
-        let files = corpus::discover(&self.input_paths())?;
+        let files = self.corpus.files(&self.inputs)?;
         tokenize(&files, &self.corpus.config(), &tok, Path::new(&self.tokenizer), &cfg, config, out, source, progress)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::{ensure, flag_of, refuse_given, threads_or_all, unit_slice, CorpusOptions, Given};
+use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
 use crate::bpe::trainer::{self, TrainStats, TrainerConfig};
 use crate::bpe::units;
 use crate::bpe::Tokenizer;
@@ -150,17 +150,17 @@ impl TrainBpeOptions {
     pub fn plan(&self, given: &Given) -> Result<Plan> {
         self.validate(given)?;
         self.config().validate()?;
-        let files = corpus::discover(&self.input_paths())?;
+        let files = self.corpus.files(&self.inputs)?;
         let config_hash = self.config_hash(&files);
-        Ok(Plan { config_hash, inputs: files.into_iter().map(|f| (f.path.display().to_string(), f.size)).collect() })
+        Ok(Plan { config_hash, inputs: files.iter().map(corpus::InputFile::entry).collect() })
     }
 
     /// Documents in `unit_files` (consecutive inputs of the plan): the driver adds them up to
     /// tell each unit the corpus index of its first document (the hold-out is chosen by index).
     pub fn documents(&self, given: &Given, unit_files: &[String], progress: &Progress) -> Result<u64> {
         self.validate(given)?;
-        let files = corpus::discover(&self.input_paths())?;
-        let unit = unit_slice(&files, unit_files)?;
+        let files = self.corpus.files(&self.inputs)?;
+        let unit = self.corpus.unit_slice(&files, unit_files)?;
         let cfg = self.config();
         let (stats, _) = corpus::read_batches(
             unit,
@@ -187,8 +187,8 @@ impl TrainBpeOptions {
         self.validate(given)?;
         let cfg = self.config();
         cfg.validate()?;
-        let files = corpus::discover(&self.input_paths())?;
-        let unit = unit_slice(&files, unit_files)?;
+        let files = self.corpus.files(&self.inputs)?;
+        let unit = self.corpus.unit_slice(&files, unit_files)?;
         let hash = self.config_hash(&files);
         units::count_unit(unit, first_index, &self.corpus.config(), &cfg, &hash, unit_out, progress)
     }
@@ -204,10 +204,6 @@ impl TrainBpeOptions {
         self.train(given, Some(units), progress)
     }
 
-    fn input_paths(&self) -> Vec<PathBuf> {
-        self.inputs.iter().map(PathBuf::from).collect()
-    }
-
     /// SHA-256 over the options that change the counts or the tokenizer (not `out`, `threads`,
     /// `tiktoken`) and the inputs (path, size): what a work unit must have been counted for.
     fn config_hash(&self, files: &[corpus::InputFile]) -> String {
@@ -215,7 +211,7 @@ impl TrainBpeOptions {
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&canonical).unwrap_or_default());
         for f in files {
-            h.update(format!("{}\0{}\n", f.path.display(), f.size).as_bytes());
+            h.update(format!("{}\0{}\n", f.name(), f.size).as_bytes());
         }
         format!("{:x}", h.finalize())
     }
@@ -250,7 +246,7 @@ impl TrainBpeOptions {
             }
             None => None,
         };
-        let files = corpus::discover(&self.input_paths())?;
+        let files = self.corpus.files(&self.inputs)?;
         let (tok, stats) = match units {
             None => trainer::train(&files, &self.corpus.config(), &cfg, progress)?,
             Some(units) => {

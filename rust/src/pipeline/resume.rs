@@ -41,7 +41,7 @@ impl Identity {
     pub fn of(files: &[InputFile], tokenizer_file: &Path, config_json: &serde_json::Value) -> Result<Self> {
         let tokenizer_sha256 = sha256_file(tokenizer_file)?;
         let inputs: Vec<InputInfo> =
-            files.iter().map(|f| InputInfo { path: f.path.display().to_string(), bytes: f.size }).collect();
+            files.iter().map(|f| InputInfo { path: f.name().into_owned(), bytes: f.size }).collect();
         let config_hash = {
             let mut h = Sha256::new();
             h.update(serde_json::to_vec(config_json).unwrap_or_default());

@@ -482,7 +482,7 @@ impl Run<'_> {
             covered.extend(unit.header().files.iter().cloned());
             total += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
         }
-        let inputs: Vec<(String, u64)> = self.files.iter().map(|f| (f.path.display().to_string(), f.size)).collect();
+        let inputs: Vec<(String, u64)> = self.files.iter().map(InputFile::entry).collect();
         if covered != inputs {
             return Err(Error::Config(format!(
                 "the {} work units cover {} input files, not the run's {} inputs in order",

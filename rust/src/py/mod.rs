@@ -34,6 +34,10 @@ fn to_pyerr(e: Error) -> PyErr {
     }
 }
 
+/// The `listing` keyword of the corpus-reading calls: `[(name, size, local copy or None)]`, the
+/// inputs as `dataprep.storage` listed remote objects (see `options::CorpusOptions::listing`).
+pub(crate) type Listing = Vec<(String, u64, Option<PathBuf>)>;
+
 /// Runs `f` with the GIL released and maps its error.
 pub(crate) fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
     py.detach(f).map_err(to_pyerr)

@@ -6,19 +6,21 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{options, run_detached, PyProgress};
+use super::{options, run_detached, Listing, PyProgress};
 use crate::options::TokenizeOptions;
 
 /// Tokenizes a corpus into packed causal-LM or MLM shards; returns the manifest as JSON text.
 /// `options`: the keyword arguments of `dataprep.tokenize` (see `options_schema("tokenize")`).
 #[pyfunction]
-#[pyo3(signature = (*, progress=None, **options))]
+#[pyo3(signature = (*, progress=None, listing=None, **options))]
 fn tokenize(
     py: Python<'_>,
     progress: Option<PyRef<'_, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let manifest = run_detached(py, || opts.run(&given, &progress.0))?;
     serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -27,9 +29,10 @@ fn tokenize(
 /// The run `--engine ray` plans units for: JSON `{"config_hash", "inputs": [[path, bytes], ...]}`.
 /// Validates like `tokenize`; takes no lock, writes nothing.
 #[pyfunction]
-#[pyo3(signature = (**options))]
-fn tokenize_plan(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
-    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+#[pyo3(signature = (*, listing=None, **options))]
+fn tokenize_plan(py: Python<'_>, listing: Option<Listing>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+    let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    opts.corpus.listing = listing;
     let plan = run_detached(py, || opts.plan(&given))?;
     serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
 }
@@ -37,15 +40,17 @@ fn tokenize_plan(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResul
 /// Reads and encodes `unit_files` (consecutive inputs of the plan) into the work unit file
 /// `unit_out`; returns its record as JSON (config hash, files, documents, tokens, bytes, sha256).
 #[pyfunction]
-#[pyo3(signature = (*, unit_files, unit_out, progress=None, **options))]
+#[pyo3(signature = (*, unit_files, unit_out, progress=None, listing=None, **options))]
 fn tokenize_unit(
     py: Python<'_>,
     unit_files: Vec<String>,
     unit_out: PathBuf,
     progress: Option<PyRef<'_, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let record = run_detached(py, || opts.unit(&given, &unit_files, &unit_out, &progress.0))?;
     serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -54,14 +59,16 @@ fn tokenize_unit(
 /// Builds the shards from work units (`units`: each unit file's path and SHA-256, in plan order),
 /// byte-identical to `tokenize`'s; returns the manifest as JSON text.
 #[pyfunction]
-#[pyo3(signature = (*, units, progress=None, **options))]
+#[pyo3(signature = (*, units, progress=None, listing=None, **options))]
 fn tokenize_assemble(
     py: Python<'_>,
     units: Vec<(PathBuf, String)>,
     progress: Option<PyRef<'_, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let (opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let manifest = run_detached(py, || opts.assemble(&given, &units, &progress.0))?;
     serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::corpus::stats_dict;
-use super::{options, run_detached, PyProgress};
+use super::{options, run_detached, Listing, PyProgress};
 use crate::bpe;
 use crate::options::TrainBpeOptions;
 use crate::pretokenize::{Pattern, PreTokenizer};
@@ -177,13 +177,15 @@ fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
 /// pair); returns `(tokenizer, stats)`. `options`: the keyword arguments of `dataprep.train_bpe`
 /// (see `options_schema("train-bpe")`).
 #[pyfunction]
-#[pyo3(signature = (*, progress=None, **options))]
+#[pyo3(signature = (*, progress=None, listing=None, **options))]
 fn train_bpe<'py>(
     py: Python<'py>,
     progress: Option<PyRef<'py, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
-    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let trained = run_detached(py, || opts.run(&given, &progress.0))?;
     trained_result(py, &opts, trained)
@@ -218,23 +220,26 @@ fn tiktoken_paths(out: PathBuf) -> (PathBuf, PathBuf) {
 
 /// The run `--engine ray` plans train-bpe units for: JSON `{"config_hash", "inputs": [[path, bytes], ...]}`.
 #[pyfunction]
-#[pyo3(signature = (**options))]
-fn train_bpe_plan(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
-    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+#[pyo3(signature = (*, listing=None, **options))]
+fn train_bpe_plan(py: Python<'_>, listing: Option<Listing>, options: Option<&Bound<'_, PyDict>>) -> PyResult<String> {
+    let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    opts.corpus.listing = listing;
     let plan = run_detached(py, || opts.plan(&given))?;
     serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// Documents in `unit_files` (consecutive inputs of the plan).
 #[pyfunction]
-#[pyo3(signature = (*, unit_files, progress=None, **options))]
+#[pyo3(signature = (*, unit_files, progress=None, listing=None, **options))]
 fn train_bpe_documents(
     py: Python<'_>,
     unit_files: Vec<String>,
     progress: Option<PyRef<'_, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<u64> {
-    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     run_detached(py, || opts.documents(&given, &unit_files, &progress.0))
 }
@@ -242,16 +247,18 @@ fn train_bpe_documents(
 /// Counts the pieces of `unit_files` (first document at corpus index `first_index`) into the work
 /// unit file `unit_out`; returns its record as JSON.
 #[pyfunction]
-#[pyo3(signature = (*, unit_files, first_index, unit_out, progress=None, **options))]
+#[pyo3(signature = (*, unit_files, first_index, unit_out, progress=None, listing=None, **options))]
 fn train_bpe_unit(
     py: Python<'_>,
     unit_files: Vec<String>,
     first_index: u64,
     unit_out: PathBuf,
     progress: Option<PyRef<'_, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
-    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let record = run_detached(py, || opts.count_unit(&given, &unit_files, first_index, &unit_out, &progress.0))?;
     serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
@@ -260,14 +267,16 @@ fn train_bpe_unit(
 /// Trains from work units (`units`: each unit file's path and SHA-256, in plan order) and writes
 /// the files like `train_bpe`; returns `(tokenizer, stats)` like `train_bpe`.
 #[pyfunction]
-#[pyo3(signature = (*, units, progress=None, **options))]
+#[pyo3(signature = (*, units, progress=None, listing=None, **options))]
 fn train_bpe_merge<'py>(
     py: Python<'py>,
     units: Vec<(PathBuf, String)>,
     progress: Option<PyRef<'py, PyProgress>>,
+    listing: Option<Listing>,
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(PyTokenizer, Bound<'py, PyDict>)> {
-    let (opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
+    opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let trained = run_detached(py, || opts.merge(&given, &units, &progress.0))?;
     trained_result(py, &opts, trained)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataprep import _core
+from dataprep import _core, remote, storage
 from dataprep.options import plain
 from dataprep.tokenize import PathLike, paths
 
@@ -59,10 +59,21 @@ def train_bpe(
     True
     """
     opts = plain(options)
-    opts["inputs"] = paths(inputs)
+    ins = paths(inputs)
+    opts["inputs"] = ins
     if vocab_size is not None:
         opts["vocab_size"] = vocab_size
-    tok, stats = _core.train_bpe(progress=progress, **opts)
+    dest = opts.pop("out", None)
+    with remote.local_run(ins, dest) as (listing, local_out):
+        if local_out is not None:
+            opts["out"] = local_out
+        tok, stats = _core.train_bpe(progress=progress, listing=listing, **opts)
+        if dest is not None and storage.is_remote(dest):
+            # The tokenizer.json last: the file a reader loads names the set complete.
+            written = [Path(p) for p in stats["outputs"]]
+            for p in written[1:] + written[:1]:
+                storage.upload(p, storage.join(dest.rsplit("/", 1)[0], p.name))
+            stats["outputs"] = [storage.join(dest.rsplit("/", 1)[0], p.name) for p in written]
     return tok, stats
 
 

@@ -286,6 +286,15 @@ def exists(url: str) -> bool:
         return bool(fs.get_file_info(u.path).type == pafs.FileType.File)
 
 
+def size(url: str) -> int | None:
+    """The size of the object `url`, or None when there is no such object."""
+    u = S3Url.parse(url)
+    fs = filesystem()
+    with _errors(u):
+        info = fs.get_file_info(u.path)
+    return int(info.size) if info.type == pafs.FileType.File else None
+
+
 def read_bytes(url: str) -> bytes:
     """The whole object `url` (for small ones: manifests, tokenizers).
 

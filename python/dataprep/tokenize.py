@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from dataprep import _core
+from dataprep import _core, remote, storage
 from dataprep.options import plain
 
 PathLike = str | os.PathLike[str]
@@ -39,10 +39,12 @@ def tokenize(
     run, and returns at once when it is complete.
 
     Args:
-        inputs: Files or directories (see `train_bpe` for formats).
+        inputs: Files or directories (see `train_bpe` for formats), or `s3://` objects and
+            prefixes (staged under `remote.cache_root()`; see README, Object storage).
         tokenizer: A `tokenizer.json` (byte-level BPE, ours or HF's) or a `.tiktoken` file.
         out: Output directory: `train-NNNNN.arrow`, `val-NNNNN.arrow`, `manifest.json` and a copy
-            of the tokenizer.
+            of the tokenizer; an `s3://` prefix is built locally, then uploaded with the
+            manifest last.
         progress: A `Progress` to poll from another thread.
         **options: The options of `dataprep tokenize`, by their Python names (`seq_len=512`,
             `objective="mlm"`, ...): the README's table, or `dataprep.options.properties(
@@ -65,6 +67,28 @@ def tokenize(
     ValueError: --layout applies to --objective mlm only
     """
     opts = plain(options)
-    opts.update(inputs=paths(inputs), tokenizer=os.fspath(tokenizer), out=os.fspath(out))
-    manifest: dict[str, Any] = json.loads(_core.tokenize(progress=progress, **opts))
+    ins, dest = paths(inputs), os.fspath(out)
+    opts.update(inputs=ins, tokenizer=local_tokenizer(tokenizer))
+    with remote.local_run(ins, dest) as (listing, local_out):
+        text = _core.tokenize(progress=progress, listing=listing, out=local_out, **opts)
+        if storage.is_remote(dest):
+            storage.upload_set(local_out or dest, dest)
+    manifest: dict[str, Any] = json.loads(text)
     return manifest
+
+
+def local_tokenizer(tokenizer: PathLike) -> str:
+    """The tokenizer's path; a URL is refused (it is part of the configuration as typed, so a
+    staged copy's path would make every node's work units differ).
+
+    >>> local_tokenizer("s3://b/tok.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: --tokenizer s3://b/tok.json: a tokenizer in object storage is not read directly; download it first
+    """
+    path = os.fspath(tokenizer)
+    if storage.is_remote(path):
+        raise ValueError(
+            f"--tokenizer {path}: a tokenizer in object storage is not read directly; download it first"
+        )
+    return path

@@ -129,11 +129,45 @@ def test_units_must_cover_the_inputs_in_order(
 ) -> None:
     opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {})
     units = make_units(opts, tmp_path / "work", [2, 3])
-    with pytest.raises(ValueError, match="cover 2 input files, not the run's 5"):
-        _core.tokenize_assemble(units=units[:1], **opts)
-    with pytest.raises(ValueError, match="not the run's 5 inputs in order"):
+    with pytest.raises(
+        ValueError, match=r"unit-00001\.bin: its files are not the run's inputs from input 0"
+    ):
         _core.tokenize_assemble(units=units[::-1], **opts)
-    assert not list((tmp_path / "out").glob("*.arrow"))
+    assert not list((tmp_path / "out").glob("*.arrow"))  # refused before any of it was used
+    with pytest.raises(ValueError, match="the 1 work units cover 2 input files, not the run's 5"):
+        _core.tokenize_assemble(units=units[:1], **opts)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    # What the short run wrote is kept with its journal: the full set finishes it, same bytes.
+    _core.tokenize_assemble(units=units, **opts)
+    _core.tokenize(**options(corpus, specials_tokenizer[0], tmp_path / "local", {}))
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "local")
+
+
+def test_units_are_pulled_as_the_shards_are_built(
+    tmp_path: Path, corpus: list[str], specials_tokenizer: tuple[Path, Any]
+) -> None:
+    """A driver hands units over as they finish: the core pulls the next one only when it has
+    used the ones before (so a slow unit is awaited, in order), and an error the driver raises
+    ends the run with its message."""
+    opts = options(corpus, specials_tokenizer[0], tmp_path / "out", {})
+    units = make_units(opts, tmp_path / "work", [1, 1, 1, 1, 1])
+    pulled: list[int] = []
+
+    def driver(fail_at: int | None) -> Any:
+        for i, u in enumerate(units):
+            if i == fail_at:
+                raise ValueError("unit 3 failed: s3://bucket/x.gz: corrupt input")
+            pulled.append(i)
+            yield u
+
+    with pytest.raises(ValueError, match=r"^unit 3 failed: s3://bucket/x\.gz: corrupt input$"):
+        _core.tokenize_assemble(units=driver(3), **opts)
+    assert pulled == [0, 1, 2]
+    pulled.clear()
+    _core.tokenize_assemble(units=driver(None), **opts)
+    assert pulled == [0, 1, 2, 3, 4]
+    _core.tokenize(**options(corpus, specials_tokenizer[0], tmp_path / "local", {}))
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "local")
 
 
 def test_unit_files_must_be_consecutive_inputs(

@@ -14,7 +14,7 @@ use crate::dedup::{DedupConfig, Mode};
 use crate::error::{Error, Result};
 use crate::lock::{check_disjoint, OutputLock};
 use crate::mask::{MaskConfig, Strategy};
-use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, Source, TokenizeConfig};
+use crate::pipeline::tokenize::{tokenize, MlmConfig, Objective, Source, TokenizeConfig, Units};
 use crate::pipeline::units;
 use crate::pretokenize::Pattern;
 use crate::progress::Progress;
@@ -675,9 +675,10 @@ impl TokenizeOptions {
         units::make_unit(slice, &self.corpus.config(), &tok, &cfg, &config_hash, unit_out, progress)
     }
 
-    /// Builds the output from work units (each unit file's path and SHA-256, in plan order): the
-    /// same shards and manifest as [`Self::run`], with its lock, journal and resume.
-    pub fn assemble(&self, given: &Given, units: &[(PathBuf, String)], progress: &Progress) -> Result<Manifest> {
+    /// Builds the output from work units (each unit file's path and SHA-256, in plan order, as
+    /// they become ready): the same shards and manifest as [`Self::run`], with its lock,
+    /// journal and resume.
+    pub fn assemble(&self, given: &Given, units: &Units<'_>, progress: &Progress) -> Result<Manifest> {
         self.write(given, Source::Units(units), progress)
     }
 
@@ -690,7 +691,7 @@ impl TokenizeOptions {
     }
 
     /// The output from `source`: the command, after [`Self::prepare`].
-    fn write(&self, given: &Given, source: Source<'_>, progress: &Progress) -> Result<Manifest> {
+    fn write(&self, given: &Given, source: Source<'_, '_>, progress: &Progress) -> Result<Manifest> {
         let (tok, cfg, config) = self.prepare(given)?;
         progress.note(self.describe(&tok, &cfg));
         for n in tok.notes() {

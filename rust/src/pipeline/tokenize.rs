@@ -121,14 +121,19 @@ fn split_of(cfg: &TokenizeConfig, index: u64) -> usize {
     usize::from(u < cfg.val_fraction)
 }
 
+/// Work units in input order as they become ready: each unit file's path and SHA-256, or an
+/// error that ends the run. A list, or a driver's iterator that blocks until the next unit in
+/// order is done (so the sinks run while later units are still being encoded).
+pub type Units<'a> = std::sync::Mutex<&'a mut (dyn Iterator<Item = Result<(PathBuf, String)>> + Send)>;
+
 /// Where `tokenize` gets the encoded documents.
-#[derive(Debug, Clone, Copy)]
-pub enum Source<'a> {
+#[derive(Clone, Copy)]
+pub enum Source<'u, 'i> {
     /// Reads and encodes the inputs here (the local engine).
     Read,
-    /// Work units that [`super::units`] made from the inputs (on any machine), in input order:
-    /// each unit file's path and SHA-256. Nothing is read or encoded here.
-    Units(&'a [(PathBuf, String)]),
+    /// Work units that [`super::units`] made from the inputs (on any machine). Nothing is read
+    /// or encoded here.
+    Units(&'u Units<'i>),
 }
 
 /// Tokenizes `files` into `out`. `tokenizer_file` is copied next to the shards; `config_json`
@@ -143,7 +148,7 @@ pub fn tokenize(
     cfg: &TokenizeConfig,
     config_json: serde_json::Value,
     out: &Path,
-    source: Source<'_>,
+    source: Source<'_, '_>,
     progress: &Progress,
 ) -> Result<Manifest> {
     validate(cfg)?;
@@ -167,20 +172,21 @@ pub fn tokenize(
         }
         None => (Vec::new(), None),
     };
-    let run =
-        Run { files, corpus, cfg, out, progress, removed: &removed, dtype, source, config_hash: &dir.config_hash };
+    let run = Run { files, corpus, cfg, out, progress, removed: &removed, dtype, config_hash: &dir.config_hash };
     let streamed = match &cfg.objective {
         Objective::Clm => {
             let schema = causal_schema(cfg.seq_len, dtype);
-            run.stream(Ids(tok), checkpoints, &schema, |_, state, files| Ok(Causal::new(cfg, state, files)))?
+            run.stream(Ids(tok), source, checkpoints, &schema, |_, state, files| Ok(Causal::new(cfg, state, files)))?
         }
         Objective::Mlm(m) => {
             let schema = mlm_schema(cfg.seq_len, dtype, m.layout_name(), m.static_masking.is_some());
             match m.layout {
-                Layout::FullSentence => run.stream(Sentences(tok), checkpoints, &schema, |s, state, files| {
-                    FullSentence::new(cfg, m, s, state, files)
-                })?,
-                Layout::NspPairs => run.stream(Sentences(tok), checkpoints, &schema, |s, state, files| {
+                Layout::FullSentence => {
+                    run.stream(Sentences(tok), source, checkpoints, &schema, |s, state, files| {
+                        FullSentence::new(cfg, m, s, state, files)
+                    })?
+                }
+                Layout::NspPairs => run.stream(Sentences(tok), source, checkpoints, &schema, |s, state, files| {
                     Ok(Nsp::new(cfg, m, s, state, files))
                 })?,
             }
@@ -264,7 +270,6 @@ struct Run<'a> {
     /// Sorted corpus indices that dedup left out.
     removed: &'a [u64],
     dtype: Dtype,
-    source: Source<'a>,
     /// The run's configuration hash: work units must have been made for it.
     config_hash: &'a str,
 }
@@ -354,6 +359,7 @@ impl Run<'_> {
     fn stream<E: Encoder, S: RowSink<Batch = E::Batch>>(
         &self,
         encoder: E,
+        source: Source<'_, '_>,
         checkpoints: Checkpoints,
         schema: &arrow_schema::SchemaRef,
         sink: impl Fn(usize, &StreamState, ShardFiles) -> Result<S>,
@@ -381,7 +387,7 @@ impl Run<'_> {
             (index >= next_doc[s] && removed.binary_search(&index).is_err()).then_some(s)
         };
 
-        let stats = match self.source {
+        let stats = match source {
             Source::Read => self.read_and_encode(&encoder, &mut writer, &wanted),
             Source::Units(units) => self.read_units(&mut writer, units, &wanted),
         };
@@ -460,41 +466,40 @@ impl Run<'_> {
         Ok(read?.0)
     }
 
-    /// Work units: checks that they were made for this run and cover its inputs in order, then
-    /// hands their documents to `writer`, each at its corpus index (the documents of the units
-    /// before it plus its index in its unit).
+    /// Work units, as `units` yields them: each is checked (its SHA-256, made for this run, its
+    /// files the next inputs in order) before any of it is used, then its documents go to
+    /// `writer`, each at its corpus index (the documents of the units before it plus its index
+    /// in its unit). Units that end before the inputs do are an error (the shards written so far
+    /// are kept with the journal: a rerun with every unit resumes).
     fn read_units<B: UnitBatch, S: RowSink<Batch = B>>(
         &self,
         writer: &mut Writer<S>,
-        units: &[(PathBuf, String)],
+        units: &Units<'_>,
         wanted: &(dyn Fn(u64) -> Option<usize> + Sync),
     ) -> Result<ReadStats> {
-        let mut covered = Vec::new();
-        let mut total = 0;
-        for (path, sha256) in units {
-            let unit = UnitReader::open(path, sha256)?;
+        let inputs: Vec<(String, u64)> = self.files.iter().map(InputFile::entry).collect();
+        self.progress.phase("assembling", self.files.iter().map(|f| f.size).sum());
+        let mut units = units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut stats, mut at, mut count, mut done) = (ReadStats::default(), 0, 0, 0);
+        while let Some(next) = units.next() {
+            let (path, sha256) = next?;
+            count += 1;
+            let mut unit = UnitReader::open(&path, &sha256)?;
             if unit.header().config_hash != self.config_hash {
                 return Err(Error::input(
-                    path,
+                    &path,
                     "work unit was made for other options, tokenizer or inputs; remove it and its done record",
                 ));
             }
-            covered.extend(unit.header().files.iter().cloned());
-            total += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        }
-        let inputs: Vec<(String, u64)> = self.files.iter().map(InputFile::entry).collect();
-        if covered != inputs {
-            return Err(Error::Config(format!(
-                "the {} work units cover {} input files, not the run's {} inputs in order",
-                units.len(),
-                covered.len(),
-                inputs.len()
-            )));
-        }
-        self.progress.phase("assembling", total);
-        let (mut stats, mut done) = (ReadStats::default(), 0);
-        for (path, sha256) in units {
-            let mut unit = UnitReader::open(path, sha256)?;
+            let files = &unit.header().files;
+            if inputs.get(at..at + files.len()) != Some(files.as_slice()) {
+                return Err(Error::Config(format!(
+                    "work unit {}: its files are not the run's inputs from input {at} on (units must come in input order)",
+                    path.display()
+                )));
+            }
+            at += files.len();
+            done += files.iter().map(|f| f.1).sum::<u64>();
             let offset = stats.documents;
             let unit_stats = loop {
                 self.progress.check()?;
@@ -512,8 +517,13 @@ impl Run<'_> {
                 }
             };
             stats.add(&unit_stats);
-            done += std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
             self.progress.set_done(done);
+        }
+        if at != inputs.len() {
+            return Err(Error::Config(format!(
+                "the {count} work units cover {at} input files, not the run's {} inputs",
+                inputs.len()
+            )));
         }
         Ok(stats)
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyIterator};
 
 use super::{options, run_detached, Listing, PyProgress};
 use crate::options::TokenizeOptions;
@@ -56,13 +56,15 @@ fn tokenize_unit(
     serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Builds the shards from work units (`units`: each unit file's path and SHA-256, in plan order),
-/// byte-identical to `tokenize`'s; returns the manifest as JSON text.
+/// Builds the shards from work units, byte-identical to `tokenize`'s; returns the manifest as JSON
+/// text. `units`: an iterable of `(unit file path, SHA-256)` in plan order, pulled as the shards
+/// are built (a driver's generator may block until the next unit is done; an exception it
+/// raises ends the run with its message).
 #[pyfunction]
 #[pyo3(signature = (*, units, progress=None, listing=None, **options))]
 fn tokenize_assemble(
     py: Python<'_>,
-    units: Vec<(PathBuf, String)>,
+    units: &Bound<'_, PyAny>,
     progress: Option<PyRef<'_, PyProgress>>,
     listing: Option<Listing>,
     options: Option<&Bound<'_, PyDict>>,
@@ -70,6 +72,17 @@ fn tokenize_assemble(
     let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
     opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
+    let iter: Py<PyIterator> = units.try_iter()?.unbind();
+    let mut pull = std::iter::from_fn(move || {
+        Python::attach(|py| {
+            let next = iter.bind(py).clone().next()?;
+            Some(next.and_then(|u| u.extract::<(PathBuf, String)>()).map_err(|e| {
+                let msg = e.value(py).to_string();
+                crate::error::Error::Config(if msg.is_empty() { e.to_string() } else { msg })
+            }))
+        })
+    });
+    let units = std::sync::Mutex::new(&mut pull as &mut (dyn Iterator<Item = crate::Result<(PathBuf, String)>> + Send));
     let manifest = run_detached(py, || opts.assemble(&given, &units, &progress.0))?;
     serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
 }

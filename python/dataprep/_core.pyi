@@ -24,6 +24,9 @@ __all__ = [
     "split_sentences",
     "tiktoken_paths",
     "tokenize",
+    "tokenize_assemble",
+    "tokenize_plan",
+    "tokenize_unit",
     "train_bpe",
 ]
 
@@ -85,6 +88,16 @@ def tiktoken_paths(out: str) -> tuple[str, str]: ...
 def options_schema(command: str) -> str: ...
 def check_options(command: str, **options: Any) -> None: ...
 def tokenize(*, progress: Progress | None = None, **options: Any) -> str: ...
+def tokenize_plan(**options: Any) -> str: ...
+def tokenize_unit(
+    *, unit_files: Sequence[str], unit_out: str, progress: Progress | None = None, **options: Any
+) -> str: ...
+def tokenize_assemble(
+    *,
+    units: Sequence[tuple[str, str]],
+    progress: Progress | None = None,
+    **options: Any,
+) -> str: ...
 def dedup_banding(
     threshold: float = 0.8, num_perm: int = 128, verify: bool = True
 ) -> tuple[int, int, float]: ...

@@ -199,17 +199,17 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
     if run.complete:
         console.print(f"{out} is complete: checking it against its manifest", highlight=False)
         return run_or_fail(run.finish_complete, "interrupted; nothing was changed")
-    console.print(
-        f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
-        f"{engine.unit_mb:g} MB from "
-        f"{sum(len(u.files) for u in run.units):,} files ({human_bytes(run.bytes)}); "
-        f"work directory {run.work}",
-        highlight=False,
-        soft_wrap=True,
-    )
     try:
-        with work_lock(run.work):
+        with work_lock(run.work, remove=engine.work_dir is None):
             with connect(engine.address):
+                console.print(
+                    f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
+                    f"{engine.unit_mb:g} MB from "
+                    f"{sum(len(u.files) for u in run.units):,} files ({human_bytes(run.bytes)}); "
+                    f"work directory {run.work}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 console.print(f"cluster {engine.address}: {cluster_summary()}", highlight=False)
                 with progress_bar(console) as bar:
                     task = bar.add_task("units", total=len(run.units), rate="")

@@ -433,10 +433,11 @@ class RayTokenize:
 
 
 @contextlib.contextmanager
-def work_lock(work: Path) -> Iterator[None]:
-    """One driver per work directory (the lock protocol of every dataprep output). A work
-    directory this call created is removed on the way out when nothing is left in it."""
-    created = not work.exists()
+def work_lock(work: Path, remove: bool = False) -> Iterator[None]:
+    """One driver per work directory (the lock protocol of every dataprep output). The work
+    directory is removed on the way out when nothing is left in it, if `remove` or if this call
+    created it."""
+    created = remove or not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     try:
         lock = _Lock(work, "dataprep tokenize --engine ray")
@@ -496,13 +497,17 @@ def connect(address: str) -> Iterator[None]:
 
 
 def cluster_summary() -> str:
-    """The connected cluster's size, in words: `3 nodes, 3 CPUs`."""
+    """The connected cluster's size, in words: `3 nodes, 3 CPUs (and 1 without CPUs)`. Nodes
+    without CPUs (a head started with `--num-cpus 0`) run no units."""
     import ray
 
     alive = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-    nodes = len(alive)
+    working = sum(1 for n in alive if n.get("Resources", {}).get("CPU", 0) > 0)
     cpus = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
-    return f"{nodes} node{'s' * (nodes != 1)}, {cpus} CPU{'s' * (cpus != 1)}"
+    idle = len(alive) - working
+    return f"{working} node{'s' * (working != 1)}, {cpus} CPU{'s' * (cpus != 1)}" + (
+        f" (and {idle} without CPUs)" if idle else ""
+    )
 
 
 def tokenize(
@@ -552,7 +557,7 @@ def tokenize(
     if run.complete:
         manifest = run.finish_complete(progress)
     else:
-        with work_lock(run.work):
+        with work_lock(run.work, remove=work_dir is None):
             with connect(address):
                 run.run_units()
             manifest = run.assemble(progress)

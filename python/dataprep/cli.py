@@ -227,12 +227,17 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
                 f"{done.skipped:,} verified from an earlier run",
                 highlight=False,
             )
+            t0 = time.perf_counter()
             m = run_or_fail(
                 run.assemble,
                 f"interrupted; finished units and shards are kept: rerun the same command to "
                 f"resume into {out}",
             )
             run.clean_up()
+            console.print(
+                f"assemble: shards and manifest written here in {time.perf_counter() - t0:.1f} s",
+                highlight=False,
+            )
     except (_core.DataprepError, ValueError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:

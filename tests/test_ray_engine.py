@@ -26,13 +26,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import files_digest
 from faultkit import dataprep_cmd
+from ray.cluster_utils import Cluster
 
 import dataprep
 from dataprep import ray_engine
 from dataprep.cli import main
-
-ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 OBJECT_STORE = 100 * 1024 * 1024
 # Node loss is noticed in about 2 s instead of Ray's default (tens of seconds).
@@ -232,6 +230,31 @@ def test_same_bytes_as_the_local_engine_on_1_2_and_3_nodes(
     r = CliRunner().invoke(main, [*args, "--engine", "ray", "--address", "127.0.0.1:9"])
     assert r.exit_code == 0 and "is complete" in r.output, r.output
     same_directory(out, ref)
+
+
+def test_the_python_api(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """`ray_engine.tokenize` returns the manifest `dataprep.tokenize` returns (in a process of its
+    own: the driver's Ray state never lives in the test process)."""
+    tok, _ = specials_tokenizer
+    kw = {"seq_len": 64, "val_fraction": 0.1, "shard_size": "40KB"}
+    local = dataprep.tokenize(corpus, tok, tmp_path / "local", **kw)
+    cluster.resize(2)
+    code = (
+        "import json, sys\n"
+        "from dataprep import ray_engine\n"
+        f"m = ray_engine.tokenize({str(corpus)!r}, {str(tok)!r}, {str(tmp_path / 'ray')!r}, "
+        f"address={cluster.address!r}, unit_mb=0.06, **{kw!r})\n"
+        "print(json.dumps(m))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == local
+    same_directory(tmp_path / "ray", tmp_path / "local")
 
 
 def test_units_depend_on_the_inputs_only(

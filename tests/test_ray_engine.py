@@ -284,25 +284,41 @@ def done_records(work: Path) -> list[Path]:
     return sorted(work.glob("unit-*.done.json")) if work.exists() else []
 
 
-def test_driver_killed_mid_run_then_rerun(
+def test_driver_interrupted_then_killed_mid_run_then_rerun(
     cluster: Nodes,
     specials_tokenizer: tuple[Path, dataprep.Tokenizer],
     corpus: Path,
     tmp_path: Path,
 ) -> None:
     tok, _ = specials_tokenizer
+    # 44 inputs, one unit each, one task at a time: seconds of units to stop in the middle of.
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(4):
+        for p in corpus.iterdir():
+            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
     ref, out = tmp_path / "local", tmp_path / "ray"
-    local_reference(corpus, tok, ref, CLM)
-    cluster.resize(1)  # one task at a time: the kill lands between units
+    local_reference(many, tok, ref, CLM)
+    cluster.resize(1)
     args = [
-        *tokenize_args(corpus, tok, out, CLM),
-        *["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB],
+        *tokenize_args(many, tok, out, CLM),
+        *["--engine", "ray", "--address", cluster.address, "--unit-mb", "0.000001"],
     ]
     work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    # Ctrl-C first: one line, the tasks cancelled, the finished units kept.
+    proc = subprocess.Popen(dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: done_records(work), proc, "done record")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err.decode()
+    assert err.decode().splitlines()[-1].startswith("error: interrupted; finished units are kept")
+    assert done_records(work)
+    # Then SIGKILL, in the middle of the rerun.
     proc = subprocess.Popen(
         dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    wait_for(lambda: done_records(work), proc, "done record")
+    before = len(done_records(work))
+    wait_for(lambda: len(done_records(work)) > before, proc, "new done record")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = len(done_records(work))
@@ -311,7 +327,7 @@ def test_driver_killed_mid_run_then_rerun(
     assert r.returncode == 0, r.stderr
     # The units finished before the kill are verified, not encoded again.
     line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
-    assert int(line.split(", ")[1].split()[0]) >= kept >= 1, (line, kept)
+    assert int(line.split(", ")[1].split()[0]) >= kept >= 2, (line, kept)
     same_directory(out, ref)
 
 

@@ -418,8 +418,12 @@ class RayTokenize:
 
     def finish_complete(self, progress: _core.Progress | None = None) -> dict[str, Any]:
         """The manifest of an output that is already complete, checked by the local engine (it
-        checks every shard against it, and refuses other options)."""
+        checks every shard against it, and refuses other options). What a run killed between
+        its manifest and its clean-up left in the work directory is removed."""
         manifest: dict[str, Any] = json.loads(_core.tokenize(progress=progress, **self.options))
+        if self.work.is_dir():
+            with work_lock(self.work, remove=self.engine.work_dir is None):
+                self.clean_up()
         return manifest
 
     def clean_up(self) -> None:

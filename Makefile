@@ -80,6 +80,7 @@ bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see 
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_mask.py
 	$(BIN)/python bench/bench_export.py
+	$(BIN)/python bench/bench_ray.py
 
 faults: install  ## the long fault-injection run; its figures go in RELIABILITY.md
 	$(BIN)/python bench/fault_injection.py --kills 20 --trainer-kills 3 --flips 300 --fuzz 500 \

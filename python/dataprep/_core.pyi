@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension (checked against it by `mypy.stubtest` in `make lint`)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, final
 
 import numpy as np
@@ -133,7 +133,7 @@ def tokenize_unit(
 ) -> str: ...
 def tokenize_assemble(
     *,
-    units: Sequence[tuple[str, str]],
+    units: Iterable[tuple[str, str]],
     progress: Progress | None = None,
     listing: _Listing | None = None,
     **options: Any,

@@ -24,8 +24,18 @@ from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
 from dataprep.export import FORMATS, MDS_SHARD_BYTES, ExportError, export
 from dataprep.hf_tokenizer import ROLES, write_transformers_dir
-from dataprep.jobs import run_job
+from dataprep.jobs import progress_bar, run_job
 from dataprep.options import click_options, defaults, given
+from dataprep.ray_engine import (
+    EngineOptions,
+    RayEngineError,
+    RayTokenize,
+    cluster_summary,
+    connect,
+    engine_of,
+    engine_options,
+    work_lock,
+)
 from dataprep.shard_cache import ShardCache
 from dataprep.shards import Manifest, ShardSet
 from dataprep.tokenize import tokenize
@@ -43,6 +53,14 @@ def run_or_fail(job: Callable[[_core.Progress], T], interrupted: str) -> T:
         fail(str(e))
     except KeyboardInterrupt:
         fail(interrupted)
+
+
+def engine_or_fail(command: str, values: dict[str, Any]) -> EngineOptions:
+    """Takes the engine flags (`--engine`, `--address`, ...) out of `values`, checked."""
+    try:
+        return engine_of(command, click.get_current_context(), values)
+    except RayEngineError as e:
+        fail(str(e))
 
 
 def options_of(command: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -77,8 +95,10 @@ def human_bytes(n: float) -> str:
 
 @main.command("train-bpe")
 @click_options("train-bpe")
+@engine_options
 def train_bpe_cmd(**values: Any) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
+    engine_or_fail("train-bpe", values)  # the local engine only, for now
     opts = options_of("train-bpe", values)
     _, stats = run_or_fail(
         lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
@@ -118,17 +138,26 @@ def train_bpe_cmd(**values: Any) -> None:
 
 @main.command("tokenize")
 @click_options("tokenize")
+@engine_options
 def tokenize_cmd(**values: Any) -> None:
     """Tokenize INPUTS into packed Arrow shards in --out (resumable: rerun to continue)."""
+    engine = engine_or_fail("tokenize", values)
     opts = options_of("tokenize", values)
     out = opts["out"]
     t0 = time.perf_counter()
-    m = run_or_fail(
-        lambda progress: tokenize(
-            opts.pop("inputs"), opts.pop("tokenizer"), opts.pop("out"), progress=progress, **opts
-        ),
-        f"interrupted; finished shards are kept: rerun the same command to resume into {out}",
-    )
+    if engine.engine == "ray":
+        m = tokenize_on_ray(opts, engine)
+    else:
+        m = run_or_fail(
+            lambda progress: tokenize(
+                opts.pop("inputs"),
+                opts.pop("tokenizer"),
+                opts.pop("out"),
+                progress=progress,
+                **opts,
+            ),
+            f"interrupted; finished shards are kept: rerun the same command to resume into {out}",
+        )
     secs = time.perf_counter() - t0
     docs = m["documents"]
     table = Table(title=f"tokenize -> {out}", title_justify="left")
@@ -158,10 +187,73 @@ def tokenize_cmd(**values: Any) -> None:
     )
 
 
+def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, Any]:
+    """`tokenize --engine ray`: plan, units on the cluster (a line per stage, a bar over the
+    units), assemble here with the local engine's progress."""
+    out = opts["out"]
+    try:
+        run = RayTokenize(
+            opts.pop("inputs"), opts.pop("tokenizer"), opts.pop("out"), engine, **opts
+        )
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    if run.complete:
+        console.print(f"{out} is complete: checking it against its manifest", highlight=False)
+        return run_or_fail(run.finish_complete, "interrupted; nothing was changed")
+    try:
+        with work_lock(run.work, remove=engine.work_dir is None):
+            with connect(engine.address):
+                console.print(
+                    f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
+                    f"{engine.unit_mb:g} MB from "
+                    f"{sum(len(u.files) for u in run.units):,} files ({human_bytes(run.bytes)}); "
+                    f"work directory {run.work}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                console.print(f"cluster {engine.address}: {cluster_summary()}", highlight=False)
+                with progress_bar(console) as bar:
+                    task = bar.add_task("units", total=len(run.units), rate="")
+                    t0, encoded = time.perf_counter(), 0
+
+                    def on_unit(unit: Any, ran: bool) -> None:
+                        nonlocal encoded
+                        encoded += unit.bytes if ran else 0
+                        rate = encoded / max(time.perf_counter() - t0, 1e-9)
+                        bar.update(task, advance=1, rate=f"{human_bytes(rate)}/s")
+
+                    done = run.run_units(on_unit)
+            console.print(
+                f"units: {done.ran:,} encoded on the cluster in {done.seconds:.1f} s, "
+                f"{done.skipped:,} verified from an earlier run",
+                highlight=False,
+            )
+            t0 = time.perf_counter()
+            m = run_or_fail(
+                run.assemble,
+                f"interrupted; finished units and shards are kept: rerun the same command to "
+                f"resume into {out}",
+            )
+            run.clean_up()
+            console.print(
+                f"assemble: shards and manifest written here in {time.perf_counter() - t0:.1f} s",
+                highlight=False,
+            )
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted; finished units are kept in {run.work}: rerun the same command to resume"
+        )
+    return m
+
+
 @main.command("dedup")
 @click_options("dedup")
+@engine_options
 def dedup_cmd(**values: Any) -> None:
     """Remove exact and near-duplicate documents from INPUTS (files or directories)."""
+    engine_or_fail("dedup", values)  # the local engine only, for now
     opts = options_of("dedup", values)
     o = defaults("dedup") | opts
     mode, threshold, num_perm, bands = o["mode"], o["threshold"], o["num_perm"], o["bands"]

@@ -444,7 +444,7 @@ class _Lock:
     `flock` on `.dataprep.lock`, holding the holder's name; released by the kernel if the
     holder dies), so that an export and a `dataprep tokenize` exclude each other as well."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, holder: str = "dataprep export") -> None:
         self.path = directory / LOCK_FILE
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -463,7 +463,7 @@ class _Lock:
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        me = f"dataprep export (pid {os.getpid()} on {socket.gethostname()})\n"
+        me = f"{holder} (pid {os.getpid()} on {socket.gethostname()})\n"
         os.write(fd, me.encode())
         self.fd = fd
 

@@ -27,6 +27,20 @@ T = TypeVar("T")
 BYTE_PHASES = {"reading", "evaluating", "rereading", "writing"}
 
 
+def progress_bar(console: Console) -> Progress:
+    """The progress display of every job: one bar per phase (its tasks need a `rate` field);
+    nothing when `console` is not a terminal."""
+    columns = (
+        TextColumn("[bold]{task.description:<11}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+
 def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
     """Runs `job(progress)` on a thread while showing its progress; re-raises its exception."""
     handle = _core.Progress()
@@ -41,17 +55,7 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    columns = (
-        TextColumn("[bold]{task.description:<11}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as bar:
+    with progress_bar(console) as bar:
         tasks: dict[str, Any] = {}
         speed = TransferSpeedColumn()
         try:

@@ -481,7 +481,7 @@ impl Run<'_> {
         self.progress.phase("assembling", self.files.iter().map(|f| f.size).sum());
         let mut units = units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (mut stats, mut at, mut count, mut done) = (ReadStats::default(), 0, 0, 0);
-        while let Some(next) = units.next() {
+        for next in &mut **units {
             let (path, sha256) = next?;
             count += 1;
             let mut unit = UnitReader::open(&path, &sha256)?;

@@ -1,0 +1,447 @@
+"""`tokenize --engine ray` on a real Ray cluster started here (`ray.cluster_utils.Cluster`: a head
+that runs no tasks, as on a real cluster, and worker nodes of one CPU added and removed per test;
+one test starts its own head with `ray start`): the shards and manifest are byte-identical to the
+local engine's for 1, 2 and 3 nodes, causal and MLM; a driver killed mid-run and rerun, and a node
+lost mid-run, give the same bytes; a corrupt input fails at once naming it; the engine flags are
+refused where they do not apply; the local engine never imports ray."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import files_digest
+from faultkit import dataprep_cmd
+from ray.cluster_utils import Cluster
+
+import dataprep
+from dataprep import ray_engine
+from dataprep.cli import main
+
+OBJECT_STORE = 100 * 1024 * 1024
+# Node loss is noticed in about 2 s instead of Ray's default (tens of seconds).
+FAST_HEALTH_CHECKS = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 500,
+    "health_check_failure_threshold": 3,
+}
+UNIT_MB = "0.06"  # about 10 units from the corpus below (its files are 10-560 KB)
+CLM = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
+MLM = [
+    *["--objective", "mlm", "--layout", "nsp", "--nsp-block-docs", "4", "--static-masking"],
+    *["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"],
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, demo_texts: list[str]) -> Path:
+    """Eleven inputs of different sizes and formats: ten JSONL files (every tenth demo
+    document), one larger than a unit (a unit of its own), one gzipped."""
+    d = tmp_path_factory.mktemp("corpus")
+    for k in range(10):
+        lines = "".join(json.dumps({"text": t}) + "\n" for t in demo_texts[k::10])
+        (d / f"part{k:02d}.jsonl").write_text(lines)
+    big = "".join(json.dumps({"text": f"big {i}: {t}"}) + "\n" for i, t in enumerate(demo_texts))
+    (d / "part10.jsonl.gz").write_bytes(gzip.compress(big.encode()))
+    return d
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Nodes]:
+    """One Ray cluster for the module; tests set its number of worker nodes."""
+    # Its own temporary directory: not the machine's /tmp/ray, whose `ray_current_cluster` file
+    # would point other users' `--address auto` at this cluster (short: it holds Unix sockets).
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "object_store_memory": OBJECT_STORE,
+            "temp_dir": temp,
+            "_system_config": FAST_HEALTH_CHECKS,
+        },
+    )
+    nodes = Nodes(c)
+    try:
+        yield nodes
+    finally:
+        c.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+class Nodes:
+    """The worker nodes (one CPU each) of the module's cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.workers: list[Any] = []
+
+    @property
+    def address(self) -> str:
+        address: str = self.cluster.address
+        return address
+
+    def add(self) -> Any:
+        node = self.cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
+        self.workers.append(node)
+        return node
+
+    def remove(self, node: Any) -> None:
+        self.workers.remove(node)
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def resize(self, n: int) -> None:
+        while len(self.workers) < n:
+            self.add()
+        while len(self.workers) > n:
+            self.remove(self.workers[-1])
+        self.cluster.wait_for_nodes()
+
+
+def tokenize_args(corpus: Path, tok: Path, out: Path, extra: list[str]) -> list[str]:
+    return ["tokenize", str(corpus), "--tokenizer", str(tok), "--out", str(out), *extra]
+
+
+def local_reference(corpus: Path, tok: Path, out: Path, extra: list[str]) -> dict[str, str]:
+    r = CliRunner().invoke(main, tokenize_args(corpus, tok, out, extra))
+    assert r.exit_code == 0, r.output
+    return files_digest(out)
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh interpreter: the driver is its own process, as for a user (and Ray's
+    driver state never lives in the test process)."""
+    return subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=180)
+
+
+def same_directory(out: Path, ref: Path) -> None:
+    """Every shard and the manifest equal the local engine's, and nothing else is there."""
+    assert files_digest(out) == files_digest(ref)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(ref))
+    assert not Path(f"{out}{ray_engine.WORK_SUFFIX}").exists(), "work directory left behind"
+
+
+# --- options, no cluster ---------------------------------------------------------------------
+
+
+def test_engine_flags_are_refused_where_they_do_not_apply(
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer], corpus: Path, tmp_path: Path
+) -> None:
+    tok, _ = specials_tokenizer
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    base = tokenize_args(corpus, tok, tmp_path / "o", [])
+    cases = [
+        ([*base, "--address", "1.2.3.4:6379"], "--address applies to --engine ray only"),
+        ([*base, "--work-dir", "w"], "--work-dir applies to --engine ray only"),
+        ([*base, "--unit-mb", "8"], "--unit-mb applies to --engine ray only"),
+        ([*base, "--engine", "ray", "--unit-mb", "0"], "--unit-mb 0.0: must be more than 0"),
+        ([*base, "--engine", "ray", "--unit-mb", "nan"], "--unit-mb nan: must be more than 0"),
+        (
+            [*base, "--engine", "ray", "--dedup", "exact"],
+            "--dedup: not supported with --engine ray yet",
+        ),
+        (
+            [*base, "--engine", "ray", "--address", f"127.0.0.1:{port}"],
+            f"--address 127.0.0.1:{port}: no Ray cluster there",
+        ),
+        (
+            [*base, "--engine", "ray", "--seq-len", "0"],
+            "--seq-len 0 is too short",
+        ),
+        (
+            ["dedup", str(corpus), "--engine", "ray"],
+            "--engine ray: not supported by `dataprep dedup` yet",
+        ),
+        (
+            ["train-bpe", str(corpus), "--vocab-size", "300", "--engine", "ray"],
+            "--engine ray: not supported by `dataprep train-bpe` yet",
+        ),
+    ]
+    for args, message in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, (args, r.output)
+        assert r.output.startswith("error: ") and message in r.output, (args, r.output)
+        assert r.output.count("\n") == 1, r.output
+    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o.work").exists()
+
+
+def test_the_local_engine_never_imports_ray(
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer], corpus: Path, tmp_path: Path
+) -> None:
+    tok, _ = specials_tokenizer
+    args = tokenize_args(corpus, tok, tmp_path / "o", CLM)
+    code = (
+        "import sys\n"
+        "from dataprep.cli import main\n"
+        f"main({args!r}, standalone_mode=False)\n"
+        "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if 'ray' in m)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "manifest.json").exists()
+
+
+# --- on the cluster --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm"])
+def test_same_bytes_as_the_local_engine_on_1_2_and_3_nodes(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+    objective: str,
+) -> None:
+    tok, _ = specials_tokenizer
+    extra = CLM if objective == "clm" else MLM
+    ref = tmp_path / "local"
+    local_reference(corpus, tok, ref, extra)
+    assert len(files_digest(ref)) > 3, "too few shards to show the shard boundaries"
+    for n in (1, 2, 3):
+        cluster.resize(n)
+        out = tmp_path / f"ray{n}"
+        args = tokenize_args(corpus, tok, out, extra)
+        r = run_cli([*args, "--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB])
+        assert r.returncode == 0, r.stderr
+        assert f"{n} node{'s' * (n > 1)}, {n} CPU" in r.stderr, r.stderr
+        assert "units: " in r.stderr and "0 verified from an earlier run" in r.stderr
+        same_directory(out, ref)
+    # A rerun of a complete output returns it after checking it, as the local engine does (and
+    # needs no cluster); what a run killed before its clean-up left is removed.
+    work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    work.mkdir()
+    (work / "unit-000000.bin").write_bytes(b"left")
+    r = CliRunner().invoke(main, [*args, "--engine", "ray", "--address", "127.0.0.1:9"])
+    assert r.exit_code == 0 and "is complete" in r.output, r.output
+    same_directory(out, ref)
+
+
+def test_the_python_api(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """`ray_engine.tokenize` returns the manifest `dataprep.tokenize` returns (in a process of its
+    own: the driver's Ray state never lives in the test process)."""
+    tok, _ = specials_tokenizer
+    kw = {"seq_len": 64, "val_fraction": 0.1, "shard_size": "40KB"}
+    local = dataprep.tokenize(corpus, tok, tmp_path / "local", **kw)
+    cluster.resize(2)
+    code = (
+        "import json, sys\n"
+        "from dataprep import ray_engine\n"
+        f"m = ray_engine.tokenize({str(corpus)!r}, {str(tok)!r}, {str(tmp_path / 'ray')!r}, "
+        f"address={cluster.address!r}, unit_mb=0.06, **{kw!r})\n"
+        "print(json.dumps(m))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == local
+    same_directory(tmp_path / "ray", tmp_path / "local")
+
+
+def test_units_depend_on_the_inputs_only(
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer], corpus: Path, tmp_path: Path
+) -> None:
+    tok, _ = specials_tokenizer
+    engine = ray_engine.EngineOptions("ray", unit_mb=float(UNIT_MB))
+    run = ray_engine.RayTokenize(corpus, tok, tmp_path / "o", engine, seq_len=64)
+    files = [f for u in run.units for f in u.files]
+    assert [Path(p).name for p, _ in files] == sorted(p.name for p in corpus.iterdir())
+    assert 5 <= len(run.units) < len(files), [u.files for u in run.units]
+    big = next(u for u in run.units if u.files[0][0].endswith("part10.jsonl.gz"))
+    assert len(big.files) == 1 and big.bytes > float(UNIT_MB) * 1e6
+    assert all(u.bytes <= float(UNIT_MB) * 1e6 for u in run.units if len(u.files) > 1)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.work").exists()
+
+
+def wait_for(predicate: Any, proc: subprocess.Popen[bytes], what: str, limit: float = 60) -> None:
+    deadline = time.time() + limit
+    while not predicate():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.time() < deadline, f"no {what} after {limit} s"
+        time.sleep(0.002)
+
+
+def done_records(work: Path) -> list[Path]:
+    return sorted(work.glob("unit-*.done.json")) if work.exists() else []
+
+
+def test_driver_interrupted_then_killed_mid_run_then_rerun(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    tok, _ = specials_tokenizer
+    # 44 inputs, one unit each, one task at a time: seconds of units to stop in the middle of.
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(4):
+        for p in corpus.iterdir():
+            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
+    ref, out = tmp_path / "local", tmp_path / "ray"
+    local_reference(many, tok, ref, CLM)
+    cluster.resize(1)
+    args = [
+        *tokenize_args(many, tok, out, CLM),
+        *["--engine", "ray", "--address", cluster.address, "--unit-mb", "0.000001"],
+    ]
+    work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    # Ctrl-C first: one line, the tasks cancelled, the finished units kept.
+    proc = subprocess.Popen(dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: done_records(work), proc, "done record")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err.decode()
+    assert err.decode().splitlines()[-1].startswith("error: interrupted; finished units are kept")
+    assert done_records(work)
+    # Then SIGKILL, in the middle of the rerun.
+    proc = subprocess.Popen(
+        dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    before = len(done_records(work))
+    wait_for(lambda: len(done_records(work)) > before, proc, "new done record")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(done_records(work))
+    assert not (out / "manifest.json").exists()
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    # The units finished before the kill are verified, not encoded again.
+    line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
+    assert int(line.split(", ")[1].split()[0]) >= kept >= 2, (line, kept)
+    same_directory(out, ref)
+
+
+def test_a_node_lost_mid_run_changes_nothing(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    tok, _ = specials_tokenizer
+    ref, out = tmp_path / "local", tmp_path / "ray"
+    local_reference(corpus, tok, ref, MLM)
+    cluster.resize(1)
+    doomed = cluster.workers[0]
+    args = [
+        *tokenize_args(corpus, tok, out, MLM),
+        *["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB],
+    ]
+    work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    proc = subprocess.Popen(dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: done_records(work), proc, "done record")
+    # Every task runs on the one worker node: the one in flight is lost with it, and Ray runs it
+    # again on the node that replaces it.
+    cluster.add()
+    at_loss = len(done_records(work))
+    cluster.remove(doomed)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    units = int(err.decode().split("plan: ")[1].split()[0])
+    assert at_loss < units, "every unit was done before the node was lost"
+    same_directory(out, ref)
+
+
+def test_a_corrupt_input_fails_at_once_naming_it(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    tok, _ = specials_tokenizer
+    bad = tmp_path / "corpus"
+    bad.mkdir()
+    for p in corpus.iterdir():
+        (bad / p.name).write_bytes(p.read_bytes())
+    gz = bad / "part10.jsonl.gz"
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])  # a truncated gzip stream
+    cluster.resize(2)
+    t0 = time.perf_counter()
+    r = run_cli(
+        [
+            *tokenize_args(bad, tok, tmp_path / "o", CLM),
+            *["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB],
+        ]
+    )
+    secs = time.perf_counter() - t0
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("error: ") and str(gz) in last, r.stderr
+    assert secs < 30, f"took {secs:.1f} s: retried?"
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_the_cli_against_a_cluster_from_ray_start(
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer], corpus: Path, tmp_path: Path
+) -> None:
+    tok, _ = specials_tokenizer
+    ref, out = tmp_path / "local", tmp_path / "ray"
+    local_reference(corpus, tok, ref, CLM)
+    port = free_port()
+    ray_bin = Path(sys.executable).with_name("ray")
+    # Ray's temporary directory holds Unix sockets, whose paths must be short (tmp_path's are too
+    # long).
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    start = [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+             f"--object-store-memory={OBJECT_STORE}", f"--temp-dir={temp}",
+             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
+    # NOTE: not `ray stop`: it stops every Ray process of the machine (other users' clusters,
+    # this module's). The head runs in the foreground (`--block`) in a session of its own; a
+    # SIGTERM stops it and what it started, and the session is killed after it.
+    head = subprocess.Popen(
+        start, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 60
+        while ray_engine._reachable(f"127.0.0.1:{port}") is not None:
+            assert head.poll() is None, head.communicate()[1].decode()[-2000:]
+            assert time.time() < deadline, "no head after 60 s"
+            time.sleep(0.2)
+        args = [
+            *tokenize_args(corpus, tok, out, CLM),
+            *["--engine", "ray", "--address", f"127.0.0.1:{port}"],
+        ]
+        r = run_cli(args)
+        assert r.returncode == 0, r.stderr
+        assert "1 node, 1 CPU" in r.stderr, r.stderr
+        same_directory(out, ref)
+    finally:
+        if head.poll() is None:
+            head.send_signal(signal.SIGTERM)
+            try:
+                head.communicate(timeout=40)
+            except subprocess.TimeoutExpired:
+                head.kill()
+                head.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -445,3 +445,40 @@ def test_the_cli_against_a_cluster_from_ray_start(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_inputs_and_output_in_object_storage(
+    cluster: Nodes,
+    s3_env: Any,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """s3:// inputs (each unit's task stages its own objects) and an s3:// output (built on the
+    driver, uploaded with the manifest last): the objects the local engine writes from the
+    same bucket, byte for byte."""
+    from dataprep import storage
+
+    tok, _ = specials_tokenizer
+    base = f"{s3_env.bucket('ray-io')}/{tmp_path.name}"
+    for p in sorted(corpus.rglob("*")):
+        if p.is_file():
+            storage.upload(p, f"{base}/corpus/{p.relative_to(corpus).as_posix()}")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    extra = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
+    outs = {"local": f"{base}/local", "ray": f"{base}/ray"}
+    for engine, out in outs.items():
+        args = ["tokenize", f"{base}/corpus", "--tokenizer", str(tok), "--out", out, *extra]
+        if engine == "ray":
+            args += ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
+        cluster.resize(2)
+        r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=180, env=env)
+        assert r.returncode == 0, r.stderr
+    local, ray_out = (storage.list_files(outs[k]) for k in ("local", "ray"))
+    assert local == ray_out and any(n.endswith(".arrow") for n, _ in local)
+    for name, _ in local:
+        assert storage.read_bytes(f"{outs['ray']}/{name}") == storage.read_bytes(
+            f"{outs['local']}/{name}"
+        )
+    manifest = json.loads(storage.read_bytes(f"{outs['ray']}/manifest.json"))
+    assert all(i["path"].startswith(f"{base}/corpus/") for i in manifest["inputs"])

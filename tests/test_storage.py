@@ -170,3 +170,18 @@ def test_trailing_checksum_refusal_names_the_fix(
     assert "AWS_REQUEST_CHECKSUM_CALCULATION=WHEN_REQUIRED" in msg
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
     assert storage.upload(tmp_path / "f", f"{base}/f") == 100
+
+
+def test_compressed_files_are_stored_as_they_are(s3_env: S3Server, tmp_path: Path) -> None:
+    """pyarrow compresses and decompresses by extension unless told not to: a `.gz` object must
+    hold the file's bytes (its listed size is the file's), and come back unchanged."""
+    import gzip
+
+    base = s3_env.bucket("gzbytes")
+    src = tmp_path / "a.jsonl.gz"
+    src.write_bytes(gzip.compress(b'{"text": "x"}\n' * 1000))
+    storage.upload(src, f"{base}/a.jsonl.gz")
+    assert storage.list_files(base) == [("a.jsonl.gz", src.stat().st_size)]
+    assert storage.read_bytes(f"{base}/a.jsonl.gz") == src.read_bytes()
+    storage.download(f"{base}/a.jsonl.gz", tmp_path / "b.jsonl.gz", size=src.stat().st_size)
+    assert (tmp_path / "b.jsonl.gz").read_bytes() == src.read_bytes()

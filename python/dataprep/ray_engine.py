@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,11 +48,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from dataprep import _core
+from dataprep import _core, remote, storage
 from dataprep.export import ExportError, _Lock
 from dataprep.options import plain
 from dataprep.shards import MANIFEST, sha256_file
-from dataprep.tokenize import PathLike, paths
+from dataprep.tokenize import PathLike, local_tokenizer, paths
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -237,15 +238,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _encode_unit(
-    files: list[str], unit_out: str, done_out: str, options: dict[str, Any]
+    files: list[str],
+    unit_out: str,
+    done_out: str,
+    options: dict[str, Any],
+    listing: list[remote.Entry] | None = None,
 ) -> dict[str, Any]:
     """The Ray task: encodes `files` into `unit_out`, then writes the done record. A data error
-    comes back as `{"error": message}` (a value: never retried)."""
+    comes back as `{"error": message}` (a value: never retried). With a `listing` (remote
+    inputs), the unit's own objects are staged in a temporary directory of this node first."""
     try:
-        record: dict[str, Any] = json.loads(
-            _core.tokenize_unit(unit_files=files, unit_out=unit_out, **options)
-        )
-    except (_core.DataprepError, ValueError) as e:
+        with contextlib.ExitStack() as stack:
+            listed = None
+            if listing is not None:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dataprep-unit-"))
+                mine = set(files)
+                staged = dict(
+                    (name, copy)
+                    for name, _, copy in remote.stage([e for e in listing if e[0] in mine], tmp)
+                )
+                listed = [(name, size, staged.get(name)) for name, size in listing]
+            record: dict[str, Any] = json.loads(
+                _core.tokenize_unit(unit_files=files, unit_out=unit_out, listing=listed, **options)
+            )
+    except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
     _write_atomic(Path(done_out), json.dumps(record, sort_keys=True).encode())
     record["node"] = socket.gethostname()
@@ -285,12 +301,22 @@ class RayTokenize:
         opts = plain(options)
         if opts.get("dedup", "none") != "none":
             raise RayEngineError("--dedup: not supported with --engine ray yet")
-        opts.update(inputs=paths(inputs), tokenizer=os.fspath(tokenizer), out=os.fspath(out))
+        ins = paths(inputs)
+        # A remote `out` is built in a local directory and uploaded after the manifest is
+        # written there (`storage.upload_set`: the manifest last); remote inputs are listed here
+        # and staged by each unit's task (`_encode_unit`).
+        self.dest = os.fspath(out)
+        local_out = (
+            remote.local_path(self.dest, "outputs") if storage.is_remote(self.dest) else self.dest
+        )
+        opts.update(inputs=ins, tokenizer=local_tokenizer(tokenizer), out=local_out)
+        self.entries = remote.listing(ins) if remote.any_remote(ins) else None
+        self.listing = None if self.entries is None else remote.unstaged(self.entries)
         self.options = opts
         self.engine = engine
         self.out = Path(opts["out"])
         self.work = engine.work_dir_for(self.out)
-        plan = json.loads(_core.tokenize_plan(**opts))
+        plan = json.loads(_core.tokenize_plan(listing=self.listing, **opts))
         self.config_hash: str = plan["config_hash"]
         self.units = plan_units(plan["inputs"], max(1, int(engine.unit_mb * 1_000_000)))
         # A complete output is the local engine's business: it checks it and returns it.
@@ -372,6 +398,7 @@ class RayTokenize:
                     str(self.unit_path(unit)),
                     str(self.done_path(unit)),
                     options,
+                    self.entries,
                 )
                 pending[ref] = unit
             while pending:
@@ -412,15 +439,26 @@ class RayTokenize:
             record = json.loads(self.done_path(unit).read_bytes())
             units.append((str(self.unit_path(unit)), record["sha256"]))
         manifest: dict[str, Any] = json.loads(
-            _core.tokenize_assemble(units=units, progress=progress, **self.options)
+            _core.tokenize_assemble(
+                units=units, progress=progress, listing=self.listing, **self.options
+            )
         )
+        self.upload()
         return manifest
+
+    def upload(self) -> None:
+        """A remote `out`: the complete local build uploaded, the manifest last."""
+        if storage.is_remote(self.dest):
+            storage.upload_set(self.out, self.dest)
 
     def finish_complete(self, progress: _core.Progress | None = None) -> dict[str, Any]:
         """The manifest of an output that is already complete, checked by the local engine (it
         checks every shard against it, and refuses other options). What a run killed between
         its manifest and its clean-up left in the work directory is removed."""
-        manifest: dict[str, Any] = json.loads(_core.tokenize(progress=progress, **self.options))
+        manifest: dict[str, Any] = json.loads(
+            _core.tokenize(progress=progress, listing=self.listing, **self.options)
+        )
+        self.upload()
         if self.work.is_dir():
             with work_lock(self.work, remove=self.engine.work_dir is None):
                 self.clean_up()

@@ -67,6 +67,8 @@ from dataprep._core import DataprepError
 PathLike = str | os.PathLike[str]
 
 SCHEME = "s3"
+# NOTE: every stream is opened with `compression=None`: pyarrow's default ("detect") gzips a
+# `.gz` file again on upload and gunzips it on download, so the object would not be the file.
 CHUNK = 8 << 20  # bytes per read/write call when streaming an object
 COMMIT = "manifest.json"  # the commit object of a shard directory
 CHECKSUM_FIX = (
@@ -303,7 +305,7 @@ def read_bytes(url: str) -> bytes:
     """
     u = S3Url.parse(url)
     fs = filesystem()
-    with _errors(u), fs.open_input_stream(u.path) as f:
+    with _errors(u), fs.open_input_stream(u.path, compression=None) as f:
         return bytes(f.read())
 
 
@@ -329,7 +331,11 @@ def download(
     h = hashlib.sha256()
     n = 0
     try:
-        with _errors(u), fs.open_input_stream(u.path) as src, open(tmp, "wb") as out:
+        with (
+            _errors(u),
+            fs.open_input_stream(u.path, compression=None) as src,
+            open(tmp, "wb") as out,
+        ):
             while chunk := src.read(CHUNK):
                 h.update(chunk)
                 out.write(chunk)
@@ -358,7 +364,7 @@ def upload(src: PathLike, url: str) -> int:
     u = S3Url.parse(url)
     fs = filesystem()
     n = 0
-    with _errors(u), open(src, "rb") as f, fs.open_output_stream(u.path) as out:
+    with _errors(u), open(src, "rb") as f, fs.open_output_stream(u.path, compression=None) as out:
         while chunk := f.read(CHUNK):
             out.write(chunk)
             n += len(chunk)

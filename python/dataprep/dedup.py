@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dataprep import _core
+from dataprep import _core, storage
 from dataprep.options import plain
 from dataprep.tokenize import PathLike, paths
 
@@ -69,6 +69,15 @@ def dedup(
     """
     opts = plain(options)
     opts["inputs"] = paths(inputs)
+    remote = [
+        p
+        for p in [*opts["inputs"], *([os.fspath(out)] if out is not None else [])]
+        if storage.is_remote(p)
+    ]
+    if remote:
+        raise ValueError(
+            f"{remote[0]}: dedup reads and writes local paths only (s3:// is not supported yet)"
+        )
     if out is not None:
         opts["out"] = os.fspath(out)
         _core.check_options("dedup", **opts)

@@ -3,7 +3,7 @@
 //! `cargo run --release --example encode_phases -- tokenizer.json docs.jsonl... cl100k`
 use std::time::Instant;
 
-use dataprep::bpe::EncodeCache;
+use dataprep::tokenizer::EncodeCache;
 use dataprep::tokenizer::{Tokenizer, DOCUMENT_TEXT};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dataprep::bpe::EncodeCache;
 use dataprep::corpus::{discover, read_batches, CorpusConfig};
 use dataprep::mask::sentences::split_sentences;
 use dataprep::progress::Progress;
 use dataprep::rows::mlm::Documents;
+use dataprep::tokenizer::EncodeCache;
 use dataprep::tokenizer::Tokenizer;
 
 fn best_of_3(mut f: impl FnMut()) -> f64 {

@@ -4,10 +4,10 @@
 //! that batch type ([`super::sink::RowSink::Batch`]).
 
 use super::units::UnitBatch;
-use crate::bpe::EncodeCache;
 use crate::error::Result;
 use crate::mask::sentences::split_sentences;
 use crate::rows::mlm::Documents;
+use crate::tokenizer::EncodeCache;
 use crate::tokenizer::{Tokenizer, DOCUMENT_TEXT};
 
 /// Encodes documents for one objective.

@@ -29,7 +29,6 @@ use super::encode::{Encoder, Ids, Sentences};
 use super::resume::{Checkpoints, OutDir};
 use super::sink::{Causal, FullSentence, Nsp, RowSink, ShardFiles};
 use super::units::{UnitBatch, UnitReader};
-use crate::bpe::EncodeCache;
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
 use crate::dedup::{find_duplicates, DedupConfig};
 use crate::error::{Error, Result};
@@ -40,6 +39,7 @@ use crate::rows::mlm::SequenceConfig;
 use crate::shards::manifest::{DocumentCounts, Manifest, SplitInfo, StreamState, TokenizerInfo};
 use crate::shards::mlm::mlm_schema;
 use crate::shards::{causal_schema, Dtype, SCHEMA_VERSION};
+use crate::tokenizer::EncodeCache;
 use crate::tokenizer::Tokenizer;
 
 pub use crate::rows::causal::LastRow;

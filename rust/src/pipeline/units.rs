@@ -22,11 +22,11 @@ use std::path::Path;
 use super::encode::{Encoder, Ids, Sentences};
 use super::resume::Identity;
 use super::tokenize::{Objective, TokenizeConfig};
-use crate::bpe::EncodeCache;
 use crate::corpus::{read_batches, CorpusConfig, InputFile, ReadStats};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::rows::mlm::Documents;
+use crate::tokenizer::EncodeCache;
 use crate::tokenizer::Tokenizer;
 use crate::unitfile::{bad, get, get_json, len, put, put_json, Header, UnitFile, UnitRecord, UnitWriter};
 

@@ -12,10 +12,10 @@ use pyo3::types::PyDict;
 
 use super::run_detached;
 use super::tokenizer::PyTokenizer;
-use crate::bpe::EncodeCache;
 use crate::mask::{self, MaskConfig, Strategy, TokenId};
 use crate::options::tokenize::MaskStrategy;
 use crate::rows::mlm::{build_sequences as build, Documents, Layout, SequenceConfig};
+use crate::tokenizer::EncodeCache;
 
 fn contiguous<'a, T: Element>(a: &'a PyReadonlyArray2<'_, T>, name: &str) -> PyResult<&'a [T]> {
     a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be C-contiguous")))

@@ -10,10 +10,12 @@
 //! not know or that would make ids non-deterministic. The post-processor is read into a
 //! [`Template`] so the pipeline knows which special tokens a model expects around a document.
 
+mod added;
 mod hf;
 mod own;
 mod schema;
 mod template;
+mod wordpiece;
 
 use std::path::Path;
 
@@ -22,7 +24,7 @@ use serde_json::Value;
 pub use hf::WordRule;
 pub use template::Template;
 
-use crate::bpe::{self, EncodeCache};
+use crate::bpe;
 use crate::error::{Error, Result};
 use crate::pretokenize::Pattern;
 
@@ -49,7 +51,22 @@ pub const DOCUMENT_TEXT: EncodeOptions = EncodeOptions { add_special_tokens: fal
 
 enum Engine {
     Own(Box<own::Own>),
+    WordPiece(Box<wordpiece::WordPiece>),
     Hf(Box<hf::Hf>),
+}
+
+/// What an engine remembers between texts on one thread (BPE pieces, WordPiece words): one per
+/// thread, never shared.
+#[derive(Default)]
+pub struct EncodeCache {
+    bpe: bpe::EncodeCache,
+    words: wordpiece::WordCache,
+}
+
+impl EncodeCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
 }
 
 pub struct Tokenizer {
@@ -130,6 +147,20 @@ impl Tokenizer {
             },
             Err(why) => why,
         };
+        let own_reason = match wordpiece::plan(&doc, &template) {
+            Ok(plan) => match wordpiece::WordPiece::from_json(&doc, plan, added.clone()) {
+                Ok(wp) => {
+                    let vocab_size = wp.vocab_size();
+                    let template = template.ok().flatten();
+                    let engine = Engine::WordPiece(Box::new(wp));
+                    return Ok(Self { engine, added, template, notes, vocab_size });
+                }
+                Err(why) => why,
+            },
+            // A WordPiece file's reason is the WordPiece engine's; any other, the BPE one's.
+            Err(why) if doc["model"]["type"] == "WordPiece" => why,
+            Err(_) => own_reason,
+        };
         let hf = hf::Hf::new(text, word_rule(&doc))
             .map_err(|e| Error::Config(format!("(root): tokenizers could not load it: {e}")))?;
         notes.push(format!("hf engine: {own_reason}"));
@@ -147,7 +178,7 @@ impl Tokenizer {
     /// `own` or `hf`.
     pub fn engine(&self) -> &'static str {
         match self.engine {
-            Engine::Own(_) => "own",
+            Engine::Own(_) | Engine::WordPiece(_) => "own",
             Engine::Hf(_) => "hf",
         }
     }
@@ -183,7 +214,7 @@ impl Tokenizer {
     pub fn bpe(&self) -> Option<&bpe::Tokenizer> {
         match &self.engine {
             Engine::Own(o) => Some(&o.bpe),
-            Engine::Hf(_) => None,
+            Engine::WordPiece(_) | Engine::Hf(_) => None,
         }
     }
 
@@ -197,7 +228,11 @@ impl Tokenizer {
     ) -> Result<()> {
         match &self.engine {
             Engine::Own(o) => {
-                o.encode(text, opts, self.template.as_ref(), cache, out);
+                o.encode(text, opts, self.template.as_ref(), &mut cache.bpe, out);
+                Ok(())
+            }
+            Engine::WordPiece(w) => {
+                w.encode(text, opts, self.template.as_ref(), &mut cache.words, out);
                 Ok(())
             }
             Engine::Hf(h) => h.encode(text, opts, out),
@@ -220,7 +255,11 @@ impl Tokenizer {
     ) -> Result<()> {
         match &self.engine {
             Engine::Own(o) => {
-                o.encode_with_word_starts(text, cache, ids, ws);
+                o.encode_with_word_starts(text, &mut cache.bpe, ids, ws);
+                Ok(())
+            }
+            Engine::WordPiece(w) => {
+                w.encode_with_word_starts(text, &mut cache.words, ids, ws);
                 Ok(())
             }
             Engine::Hf(h) => h.encode_with_word_starts(text, ids, ws),
@@ -273,6 +312,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         match &self.engine {
             Engine::Own(o) => o.decode(ids, skip_special_tokens),
+            Engine::WordPiece(w) => w.decode(ids, skip_special_tokens),
             Engine::Hf(h) => h.decode(ids, skip_special_tokens),
         }
     }

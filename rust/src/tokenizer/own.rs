@@ -3,10 +3,10 @@
 //! is one it reproduces exactly ([`plan`] says which and why not); anything else goes to the
 //! `tokenizers` crate (see `hf.rs`). Parity with HF is tested on every layout we accept here.
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value;
 use unicode_normalization::{is_nfc_quick, IsNormalized};
 
+use super::added::{self, Pass, Seg};
 use super::{AddedToken, EncodeOptions, Template};
 use crate::bpe::{self, bytelevel, EncodeCache};
 use crate::error::{Error, Result};
@@ -89,11 +89,11 @@ pub(super) fn plan(
     Ok(Plan { pattern, add_prefix_space, whole_piece, nfc })
 }
 
-/// Added-token matching as HF does it: leftmost-longest among the tokens matched on the raw text,
-/// then, in what is left and after normalization, among those matched on normalized text.
+/// Added-token matching as HF does it: the tokens matched on the raw text, then, in what is left
+/// and after normalization, those matched on normalized text.
 struct Matcher {
-    raw: Option<(AhoCorasick, Vec<usize>)>,
-    normalized: Option<(AhoCorasick, Vec<usize>)>,
+    raw: Option<Pass>,
+    normalized: Option<Pass>,
 }
 
 pub(super) struct Own {
@@ -102,13 +102,6 @@ pub(super) struct Own {
     added: Vec<AddedToken>,
     by_id: ahash::AHashMap<u32, usize>,
     matcher: Matcher,
-}
-
-fn automaton(patterns: &[String]) -> Result<AhoCorasick> {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(patterns)
-        .map_err(|e| Error::Config(format!("added tokens: {e}")))
 }
 
 /// NFC as HF's `NFC` normalizer gives it. Text that is NFC already (the quick check, nearly all
@@ -202,68 +195,30 @@ impl Own {
 
     /// The engine over a byte-level BPE model and its added tokens.
     pub(super) fn new(bpe: bpe::Tokenizer, nfc_on: bool, added: Vec<AddedToken>) -> Result<Self> {
-        let mut raw = (Vec::new(), Vec::new());
-        let mut normalized = (Vec::new(), Vec::new());
+        let (mut raw, mut normalized) = (Vec::new(), Vec::new());
         for (i, a) in added.iter().enumerate() {
             if a.normalized {
                 let p = if nfc_on { nfc(&a.content).into_owned() } else { a.content.clone() };
-                normalized.0.push(p);
-                normalized.1.push(i);
+                normalized.push((p, i));
             } else {
-                raw.0.push(a.content.clone());
-                raw.1.push(i);
+                raw.push((a.content.clone(), i));
             }
         }
-        let build = |(p, i): (Vec<String>, Vec<usize>)| -> Result<Option<(AhoCorasick, Vec<usize>)>> {
-            if p.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some((automaton(&p)?, i)))
-            }
-        };
-        let matcher = Matcher { raw: build(raw)?, normalized: build(normalized)? };
+        let matcher = Matcher { raw: Pass::new(raw)?, normalized: Pass::new(normalized)? };
         let by_id = added.iter().enumerate().map(|(i, a)| (a.id, i)).collect();
         Ok(Self { bpe, nfc: nfc_on, added, by_id, matcher })
     }
 
     /// Calls `f` with each stretch of (normalized) text and each added token matched, in order.
-    fn segments(&self, text: &str, split_special: bool, f: &mut dyn FnMut(Seg<'_>)) {
-        self.split(text, self.matcher.raw.as_ref(), split_special, &mut |seg| match seg {
+    fn segments(&self, text: &str, split_special: bool, f: &mut dyn FnMut(Seg<'_, '_>)) {
+        let added = self.added.as_slice();
+        added::split(text, self.matcher.raw.as_ref(), added, split_special, &mut |seg| match seg {
             Seg::Token(a) => f(Seg::Token(a)),
             Seg::Text(s) => {
                 let t = if self.nfc { nfc(s) } else { std::borrow::Cow::Borrowed(s) };
-                self.split(&t, self.matcher.normalized.as_ref(), split_special, f);
+                added::split(&t, self.matcher.normalized.as_ref(), added, split_special, &mut |seg| f(seg));
             }
         });
-    }
-
-    fn split(
-        &self,
-        text: &str,
-        m: Option<&(AhoCorasick, Vec<usize>)>,
-        split_special: bool,
-        f: &mut dyn FnMut(Seg<'_>),
-    ) {
-        let Some((ac, which)) = m else {
-            f(Seg::Text(text));
-            return;
-        };
-        let mut at = 0;
-        for mat in ac.find_iter(text) {
-            let a = &self.added[which[mat.pattern().as_usize()]];
-            // As HF: a special token found while specials are text is skipped where it was found.
-            if split_special && a.special {
-                continue;
-            }
-            if mat.start() > at {
-                f(Seg::Text(&text[at..mat.start()]));
-            }
-            f(Seg::Token(a));
-            at = mat.end();
-        }
-        if at < text.len() {
-            f(Seg::Text(&text[at..]));
-        }
     }
 
     pub(super) fn encode(
@@ -326,10 +281,4 @@ impl Own {
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
-}
-
-/// A stretch of text, or an added token matched in it.
-enum Seg<'a> {
-    Text(&'a str),
-    Token(&'a AddedToken),
 }

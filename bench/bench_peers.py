@@ -638,7 +638,7 @@ def memory(a: argparse.Namespace, libs: list[str], vocab_sizes: list[int]) -> No
         english = json.loads(build_texts(a.work, a.mb, a.en_files, a.ko_files).read_text())
         text_path.write_text(json.dumps(take(english["English wiki"], 1.0)))
     print("\n### Memory: MB resident over the bare import, vocabulary loaded and 1 MB encoded\n")
-    print("| vocabulary | ids | " + " | ".join(libs) + " |")
+    print("| vocabulary | ids trained of asked | " + " | ".join(libs) + " |")
     print("|---|---:|" + "---:|" * len(libs))
     for pat in PATTERNS:
         for v in vocab_sizes:
@@ -649,7 +649,8 @@ def memory(a: argparse.Namespace, libs: list[str], vocab_sizes: list[int]) -> No
                     "memory_child", 1, lib=lib, tok_json=str(tok), text_path=str(text_path)
                 )
                 cells.append("failed" if "error" in r else f"{r['kib'] / 1024:.0f}")
-            print(f"| {pat} | {v:,} | " + " | ".join(cells) + " |")
+            ids = len(json.loads(tok.read_text())["model"]["vocab"])  # the corpus may give fewer
+            print(f"| {pat} | {ids:,} of {v:,} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,11 @@ stubtest: install  ## the handwritten python/dataprep/_core.pyi against the buil
 	$(BIN)/python -m mypy.stubtest dataprep._core
 
 bench: install  ## benchmarks against the anchors (needs ../shared/corpora; see BENCHMARKS.md)
-	$(BIN)/pip install -q rustbpe==0.1.0 psutil datatrove spacy "xxhash<4"
+	$(BIN)/pip install -q rustbpe==0.1.0 psutil datatrove spacy "xxhash<4" fastokens==0.3.5 gigatoken==0.10.0
 	$(BIN)/python bench/bench_train_bpe.py --runs 3
 	$(BIN)/python bench/bench_train_bpe.py --corpus kowiki --runs 3
 	$(BIN)/python bench/bench_encode.py --runs 3
+	$(BIN)/python bench/bench_peers.py --runs 3
 	$(BIN)/python bench/bench_tokenize.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_mask.py

@@ -2,7 +2,8 @@
 //! trained. One type for the pipeline and for Python, run by one of two engines:
 //!
 //! - own (`own.rs`): our byte-level BPE encoder, for the files whose every component it runs
-//!   exactly (GPT-2, RoBERTa, Llama-3, Qwen2 layouts, `.tiktoken` ranks, ours);
+//!   exactly (GPT-2, RoBERTa, Llama-3, Qwen2 layouts, `.tiktoken` ranks, ours); and our WordPiece
+//!   encoder (`wordpiece.rs`) for BERT's layout;
 //! - hf (`hf.rs`): the `tokenizers` crate, for everything else it loads.
 //!
 //! Unlike HF `tokenizers`, which reads what it knows of a file and defaults the rest, the loader

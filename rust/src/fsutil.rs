@@ -14,6 +14,41 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// A writer that counts and hashes (SHA-256) what goes through it: files whose checksum is
+/// recorded as they are written (shards, work units), with no second read.
+pub struct HashingWriter<W: Write> {
+    pub inner: W,
+    hash: sha2::Sha256,
+    pub bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        use sha2::Digest;
+        Self { inner, hash: sha2::Sha256::new(), bytes: 0 }
+    }
+
+    /// The inner writer, the byte count and the SHA-256 (lowercase hex).
+    pub fn finish(self) -> (W, u64, String) {
+        use sha2::Digest;
+        (self.inner, self.bytes, format!("{:x}", self.hash.finalize()))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// SHA-256 of a file's bytes, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;

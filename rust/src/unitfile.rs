@@ -9,11 +9,9 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::corpus::InputFile;
 use crate::error::{Error, Result};
-use crate::fsutil::{sha256_file, temp_path};
+use crate::fsutil::{sha256_file, temp_path, HashingWriter};
 
 /// The start of a unit file: what it was made from.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -94,29 +92,9 @@ pub fn get_json<T: serde::de::DeserializeOwned>(r: &mut dyn Read) -> std::io::Re
     serde_json::from_slice(&get_bytes(r)?).map_err(|e| bad(&e.to_string()))
 }
 
-/// Counts the bytes written through it and hashes them.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A unit file being written. Dropped without [`UnitWriter::finish`], it leaves nothing.
 pub struct UnitWriter {
-    z: Option<zstd::Encoder<'static, Hashing<BufWriter<std::fs::File>>>>,
+    z: Option<zstd::Encoder<'static, HashingWriter<BufWriter<std::fs::File>>>>,
     tmp: PathBuf,
     out: PathBuf,
 }
@@ -129,7 +107,7 @@ impl UnitWriter {
         }
         let tmp = temp_path(out);
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let hashing = Hashing { inner: BufWriter::new(file), hash: Sha256::new(), bytes: 0 };
+        let hashing = HashingWriter::new(BufWriter::new(file));
         let mut w = Self { z: None, tmp, out: out.to_path_buf() };
         let mut z = zstd::Encoder::new(hashing, 1).map_err(|e| Error::io(out, e))?;
         (|| {
@@ -156,16 +134,22 @@ impl UnitWriter {
         &self.out
     }
 
+    /// Ends the file (see [`Self::finish`]) and returns its record.
+    pub fn finish_record(self, header: Header, documents: u64, tokens: u64) -> Result<UnitRecord> {
+        let (bytes, sha256) = self.finish()?;
+        Ok(UnitRecord { config_hash: header.config_hash, files: header.files, documents, tokens, bytes, sha256 })
+    }
+
     /// Ends the stream, syncs and renames the file into place; returns its size and SHA-256.
     pub fn finish(mut self) -> Result<(u64, String)> {
         let z = self.z.take().expect("unit writer finished twice");
         let done = (|| {
             let mut hashing = z.finish()?;
             hashing.flush()?;
-            let Hashing { inner, hash, bytes } = hashing;
+            let (inner, bytes, sha256) = hashing.finish();
             inner.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
             std::fs::rename(&self.tmp, &self.out)?;
-            Ok::<_, std::io::Error>((bytes, format!("{:x}", hash.finalize())))
+            Ok::<_, std::io::Error>((bytes, sha256))
         })();
         done.map_err(|e| Error::io(&self.out, e))
     }

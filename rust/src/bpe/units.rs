@@ -53,16 +53,8 @@ pub fn count_unit(
         put_json(s, &stats)
     })();
     written.map_err(|e| w.error(e))?;
-    let (bytes, sha256) = w.finish()?;
     let tokens = pieces.iter().map(|(_, c)| c).sum();
-    Ok(UnitRecord {
-        config_hash: header.config_hash,
-        files: header.files,
-        documents: stats.documents,
-        tokens,
-        bytes,
-        sha256,
-    })
+    w.finish_record(header, stats.documents, tokens)
 }
 
 /// Reads the units (path and SHA-256 of each, in input order) of the run over `files` with

@@ -157,15 +157,7 @@ where
         put_json(w.stream(), &stats)
     })()
     .map_err(|e| w.error(e))?;
-    let (bytes, sha256) = w.finish()?;
-    Ok(UnitRecord {
-        config_hash: header.config_hash,
-        files: header.files,
-        documents: stats.documents,
-        tokens,
-        bytes,
-        sha256,
-    })
+    w.finish_record(header, stats.documents, tokens)
 }
 
 /// The read and encode stages of `tokenize`, with the unit file in place of the writer thread:

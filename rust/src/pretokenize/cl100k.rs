@@ -55,7 +55,7 @@ fn contraction(rest: &[u8]) -> usize {
 }
 
 /// End of the piece that starts at `i` (< `b.len()`).
-fn piece_end(b: &[u8], i: usize) -> usize {
+pub(super) fn piece_end(b: &[u8], i: usize) -> usize {
     let n = b.len();
     if b[i] == b'\'' {
         let k = contraction(&b[i + 1..]);
@@ -118,15 +118,4 @@ fn piece_end(b: &[u8], i: usize) -> usize {
         return last_start;
     }
     e
-}
-
-pub fn split<'a>(text: &'a str, f: &mut impl FnMut(&'a str)) {
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let e = piece_end(b, i);
-        debug_assert!(e > i);
-        f(&text[i..e]);
-        i = e;
-    }
 }

@@ -95,6 +95,20 @@ impl Pattern {
     }
 }
 
+/// Calls `f` with each piece of `text`, where `piece_end(bytes, i)` is the end of the piece
+/// that starts at `i`: the loop of every hand-written scanner that finds one piece at a time.
+#[inline]
+fn scan<'a>(text: &'a str, piece_end: fn(&[u8], usize) -> usize, f: &mut impl FnMut(&'a str)) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let e = piece_end(b, i);
+        debug_assert!(e > i);
+        f(&text[i..e]);
+        i = e;
+    }
+}
+
 /// Runs a [`Pattern`]. Cheap to share across threads (`Sync`).
 pub struct PreTokenizer {
     pattern: Pattern,
@@ -128,8 +142,8 @@ impl PreTokenizer {
     pub fn split<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) {
         match &self.imp {
             Imp::Gpt2 => gpt2::split(text, &mut f),
-            Imp::Cl100k => cl100k::split(text, &mut f),
-            Imp::O200k => o200k::split(text, &mut f),
+            Imp::Cl100k => scan(text, cl100k::piece_end, &mut f),
+            Imp::O200k => scan(text, o200k::piece_end, &mut f),
             Imp::Regex(r) => r.split(text, &mut f),
         }
     }

@@ -185,7 +185,7 @@ fn contraction(b: &[u8], e: usize) -> usize {
 }
 
 /// End of the piece that starts at `i` (< `b.len()`).
-fn piece_end(b: &[u8], i: usize) -> usize {
+pub(super) fn piece_end(b: &[u8], i: usize) -> usize {
     let n = b.len();
     let (k0, l0) = at(b, i);
     if k0.p() {
@@ -243,15 +243,4 @@ fn piece_end(b: &[u8], i: usize) -> usize {
         return last_start;
     }
     e
-}
-
-pub fn split<'a>(text: &'a str, f: &mut impl FnMut(&'a str)) {
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let e = piece_end(b, i);
-        debug_assert!(e > i);
-        f(&text[i..e]);
-        i = e;
-    }
 }

@@ -14,7 +14,7 @@ pub mod mlm;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,10 +22,9 @@ use arrow_array::{ArrayRef, FixedSizeListArray, Int32Array, ListArray, RecordBat
 use arrow_buffer::OffsetBuffer;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fsutil::temp_path;
+use crate::fsutil::{temp_path, HashingWriter};
 use crate::rows::causal::Row;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -87,25 +86,6 @@ pub struct ShardInfo {
     pub sha256: String,
 }
 
-struct HashingWriter<W: Write> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A shard file being written: temporary name, running SHA-256, renamed into place by `finish`.
 struct IpcFile {
     path: PathBuf,
@@ -119,7 +99,7 @@ impl IpcFile {
     fn create(path: &Path, schema: &SchemaRef) -> Result<Self> {
         let tmp = temp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let sink = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
+        let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let writer = StreamWriter::try_new(sink, schema).map_err(|e| Error::input(path, e.to_string()))?;
         Ok(Self { path: path.to_path_buf(), tmp, writer, rows: 0, tokens: 0 })
     }
@@ -136,7 +116,7 @@ impl IpcFile {
         let io = |e: std::io::Error| Error::io(&path, e);
         self.writer.finish().map_err(|e| Error::input(&path, e.to_string()))?;
         let sink = self.writer.into_inner().map_err(|e| Error::input(&path, e.to_string()))?;
-        let HashingWriter { inner, hash, bytes } = sink;
+        let (inner, bytes, sha256) = sink.finish();
         let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         fs::rename(&self.tmp, &self.path).map_err(io)?;
@@ -145,7 +125,7 @@ impl IpcFile {
             rows: self.rows,
             tokens: self.tokens,
             bytes,
-            sha256: format!("{:x}", hash.finalize()),
+            sha256,
         })
     }
 

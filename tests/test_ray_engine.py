@@ -466,6 +466,9 @@ def test_inputs_and_output_in_object_storage(
             storage.upload(p, f"{base}/corpus/{p.relative_to(corpus).as_posix()}")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     extra = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
+    # The tasks read the S3 endpoint and keys from their node's environment: worker nodes
+    # started by earlier tests (before this test's `s3_env`) do not have them.
+    cluster.resize(0)
     outs = {"local": f"{base}/local", "ray": f"{base}/ray"}
     for engine, out in outs.items():
         args = ["tokenize", f"{base}/corpus", "--tokenizer", str(tok), "--out", out, *extra]

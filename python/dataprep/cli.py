@@ -8,6 +8,7 @@ passed on, so the core can refuse one that does not apply instead of ignoring it
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -24,7 +26,7 @@ from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
 from dataprep.export import FORMATS, MDS_SHARD_BYTES, ExportError, export
 from dataprep.hf_tokenizer import ROLES, write_transformers_dir
-from dataprep.jobs import progress_bar, run_job
+from dataprep.jobs import run_job
 from dataprep.options import click_options, defaults, given
 from dataprep.ray_engine import (
     EngineOptions,
@@ -188,8 +190,9 @@ def tokenize_cmd(**values: Any) -> None:
 
 
 def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, Any]:
-    """`tokenize --engine ray`: plan, units on the cluster (a line per stage, a bar over the
-    units), assemble here with the local engine's progress."""
+    """`tokenize --engine ray`: plan, then the units on the cluster and the assemble here at
+    once (a bar over the units, the local engine's progress for the assemble; a line per stage
+    at the end)."""
     out = opts["out"]
     try:
         run = RayTokenize(
@@ -212,38 +215,50 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
                     soft_wrap=True,
                 )
                 console.print(f"cluster {engine.address}: {cluster_summary()}", highlight=False)
-                with progress_bar(console) as bar:
-                    task = bar.add_task("units", total=len(run.units), rate="")
-                    t0, encoded = time.perf_counter(), 0
+                # The assemble takes each unit as soon as it is done (the units overlap it):
+                # one display, the units' bar and the assemble's phases.
+                t0, encoded = time.perf_counter(), 0
+                unit_bar: list[tuple[Progress, Any]] = []
+                stop = threading.Event()
 
-                    def on_unit(unit: Any, ran: bool) -> None:
-                        nonlocal encoded
-                        encoded += unit.bytes if ran else 0
-                        rate = encoded / max(time.perf_counter() - t0, 1e-9)
+                def add_units_bar(bar: Progress) -> None:
+                    unit_bar.append((bar, bar.add_task("units", total=len(run.units), rate="")))
+
+                def on_unit(unit: Any, ran: bool) -> None:
+                    nonlocal encoded
+                    encoded += unit.bytes if ran else 0
+                    rate = encoded / max(time.perf_counter() - t0, 1e-9)
+                    for bar, task in unit_bar:
                         bar.update(task, advance=1, rate=f"{human_bytes(rate)}/s")
 
-                    done = run.run_units(on_unit)
+                m, done = run_job(
+                    console,
+                    lambda progress: run.build(progress, on_unit, stop),
+                    bars=add_units_bar,
+                    on_interrupt=stop.set,
+                )
+            secs = time.perf_counter() - t0
+            run.clean_up()
+            last = f" (the last one done in {done.seconds:.1f} s)" if done.ran else ""
             console.print(
-                f"units: {done.ran:,} encoded on the cluster in {done.seconds:.1f} s, "
+                f"units: {done.ran:,} encoded on the cluster{last}, "
                 f"{done.skipped:,} verified from an earlier run",
                 highlight=False,
+                soft_wrap=True,
             )
-            t0 = time.perf_counter()
-            m = run_or_fail(
-                run.assemble,
-                f"interrupted; finished units and shards are kept: rerun the same command to "
-                f"resume into {out}",
-            )
-            run.clean_up()
+            after = f" ({secs - done.seconds:.1f} s after the last unit)" if done.ran else ""
             console.print(
-                f"assemble: shards and manifest written here in {time.perf_counter() - t0:.1f} s",
+                f"assemble: shards and manifest written here as the units came in, done in "
+                f"{secs:.1f} s{after}",
                 highlight=False,
+                soft_wrap=True,
             )
-    except (_core.DataprepError, ValueError, OSError) as e:
+    except (_core.DataprepError, ValueError, TypeError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail(
-            f"interrupted; finished units are kept in {run.work}: rerun the same command to resume"
+            f"interrupted; finished units are kept in {run.work} (and finished shards in {out}): "
+            "rerun the same command to resume"
         )
     return m
 

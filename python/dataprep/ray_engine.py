@@ -11,10 +11,12 @@ The driver (the process that runs `dataprep tokenize --engine ray`) does four th
    next to it (the unit's record: config hash, files, counts, the unit file's size and SHA-256).
    A rerun skips the units whose done record matches the plan and whose unit file still has that
    size and SHA-256; the rest run again.
-3. **Assemble** (`_core.tokenize_assemble`, on the driver): the unit files, in plan order, become
-   rows, the validation split and shards exactly as the local engine makes them, with its lock,
-   journal and resume: shards and `manifest.json` are byte-identical to `dataprep tokenize`'s for
-   any number of nodes and workers.
+3. **Assemble** (`_core.tokenize_assemble`, on the driver, overlapping the units): it starts
+   with the first unit and pulls the unit files in plan order, each as soon as its task is done
+   (or it was verified from an earlier run), while the later units still run; they become rows,
+   the validation split and shards exactly as the local engine makes them, with its lock,
+   journal and resume: shards and `manifest.json` are byte-identical to `dataprep tokenize`'s
+   for any number of nodes and workers.
 4. **Clean up**: once the manifest is committed, the unit files and done records are removed.
 
 Failures: a data error in a unit (a corrupt input, an unreadable file) fails the run at once with
@@ -40,8 +42,9 @@ import os
 import re
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -273,7 +276,8 @@ def _encode_unit(
 
 @dataclass
 class UnitsDone:
-    """What the units stage did: units run now, units verified from an earlier run."""
+    """What the units stage did: units run now, units verified from an earlier run, and when
+    the last unit run now was done (seconds from the start of the run; 0 when none ran)."""
 
     ran: int
     skipped: int
@@ -369,30 +373,68 @@ class RayTokenize:
                 "not visible from the driver: the work directory must be shared by every node"
             )
 
-    def run_units(self, on_unit: Callable[[Unit, bool], None] | None = None) -> UnitsDone:
+    def build(
+        self,
+        progress: _core.Progress | None = None,
+        on_unit: Callable[[Unit, bool], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> tuple[dict[str, Any], UnitsDone]:
         """Runs every unit without a verified done record on the cluster (connected with
-        `connect`); `on_unit(unit, ran)` after each one (`ran=False`: verified from an earlier
-        run). Raises on the first data error or lost task, after cancelling the others."""
-        import ray
-
+        `connect`) and builds the shards on this machine as the units come in: the assemble
+        takes unit k as soon as it is done, while the later ones still run. `on_unit(unit, ran)`
+        after each unit (`ran=False`: verified from an earlier run); `stop` set: the run ends
+        (the tasks are cancelled, finished units and shards kept). Raises on the first data
+        error or lost task, after cancelling the other tasks. Returns the manifest and what the
+        units did (`seconds`: when the last unit was done, from the start of this call)."""
         t0 = time.perf_counter()
         self.work.mkdir(parents=True, exist_ok=True)
+        shas: dict[int, str] = {}
         todo: list[Unit] = []
-        skipped = 0
         for unit in self.units:
-            if self.verified(unit) is None:
+            record = self.verified(unit)
+            if record is None:
                 todo.append(unit)
             else:
-                skipped += 1
+                shas[unit.index] = record["sha256"]
                 if on_unit:
                     on_unit(unit, False)
+        done = UnitsDone(len(todo), len(self.units) - len(todo), 0.0)
+        units = self._in_plan_order(todo, shas, on_unit, stop, done, t0)
+        try:
+            manifest: dict[str, Any] = json.loads(
+                _core.tokenize_assemble(
+                    units=units, progress=progress, listing=self.listing, **self.options
+                )
+            )
+        finally:
+            units.close()  # the tasks still running are cancelled (an error of the assemble)
+        self.upload()
+        return manifest, done
+
+    def _in_plan_order(
+        self,
+        todo: list[Unit],
+        shas: dict[int, str],
+        on_unit: Callable[[Unit, bool], None] | None,
+        stop: threading.Event | None,
+        done: UnitsDone,
+        t0: float,
+    ) -> Generator[tuple[str, str], None, None]:
+        """Submits the `todo` units' tasks, then yields every unit's `(unit file, sha256)` in
+        plan order, each as soon as it is done (`shas`: the verified ones), recording the
+        other units' completions while it waits. A data error, a lost task or `stop` raises
+        (the assemble ends with its message); every task still running is cancelled."""
+        import ray
+
         # Units use one thread each (the task's one CPU); `threads` does not change the output.
         options = {**self.options, "threads": 1}
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_encode_unit)
         pending: dict[ObjectRef[dict[str, Any]], Unit] = {}
         try:
-            # Largest first: the last tasks to start are the short ones (fewer stragglers).
-            for unit in sorted(todo, key=lambda u: (-u.bytes, u.index)):
+            # NOTE: plan order, not largest first: the assemble consumes the units in plan
+            # order, so the first ones must finish first for it to start early; the units are
+            # of about the same size by construction (only a file larger than a unit is more).
+            for unit in todo:
                 ref = task.remote(
                     [p for p, _ in unit.files],
                     str(self.unit_path(unit)),
@@ -401,19 +443,25 @@ class RayTokenize:
                     self.entries,
                 )
                 pending[ref] = unit
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.2)
-                for ref in ready:
-                    unit = pending.pop(ref)
-                    record = self._result(unit, ref)
-                    self._check_record(unit, record)
-                    if on_unit:
-                        on_unit(unit, True)
+            for unit in self.units:
+                while unit.index not in shas:
+                    if stop is not None and stop.is_set():
+                        raise RayEngineError("interrupted")
+                    # A short timeout: `stop` is seen while a long unit runs.
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                    for ref in ready:
+                        finished = pending.pop(ref)
+                        record = self._result(finished, ref)
+                        self._check_record(finished, record)
+                        shas[finished.index] = record["sha256"]
+                        done.seconds = time.perf_counter() - t0
+                        if on_unit:
+                            on_unit(finished, True)
+                yield str(self.unit_path(unit)), shas[unit.index]
         finally:
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
-        return UnitsDone(len(todo), skipped, time.perf_counter() - t0)
 
     def _result(self, unit: Unit, ref: ObjectRef[dict[str, Any]]) -> dict[str, Any]:
         import ray
@@ -430,21 +478,6 @@ class RayTokenize:
         if "error" in record:
             raise _core.DataprepError(record["error"])
         return record
-
-    def assemble(self, progress: _core.Progress | None = None) -> dict[str, Any]:
-        """Builds the shards from the unit files on this machine (the local engine's rows,
-        split, shards, lock, journal and resume) and returns the manifest."""
-        units = []
-        for unit in self.units:
-            record = json.loads(self.done_path(unit).read_bytes())
-            units.append((str(self.unit_path(unit)), record["sha256"]))
-        manifest: dict[str, Any] = json.loads(
-            _core.tokenize_assemble(
-                units=units, progress=progress, listing=self.listing, **self.options
-            )
-        )
-        self.upload()
-        return manifest
 
     def upload(self) -> None:
         """A remote `out`: the complete local build uploaded, the manifest last."""
@@ -601,7 +634,6 @@ def tokenize(
     else:
         with work_lock(run.work, remove=work_dir is None):
             with connect(address):
-                run.run_units()
-            manifest = run.assemble(progress)
+                manifest, _ = run.build(progress)
             run.clean_up()
     return manifest

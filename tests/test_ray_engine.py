@@ -3,12 +3,15 @@ that runs no tasks, as on a real cluster, and worker nodes of one CPU added and 
 one test starts its own head with `ray start`): the shards and manifest are byte-identical to the
 local engine's for 1, 2 and 3 nodes, causal and MLM; a driver killed mid-run and rerun, and a node
 lost mid-run, give the same bytes; a corrupt input fails at once naming it; the engine flags are
-refused where they do not apply; the local engine never imports ray."""
+refused where they do not apply; the local engine never imports ray. `train-bpe --engine ray`:
+the tokenizer files are byte-identical to the local engine's on 1 and 3 nodes, with and without
+held-out documents."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -171,8 +174,27 @@ def test_engine_flags_are_refused_where_they_do_not_apply(
             "--engine ray: not supported by `dataprep dedup` yet",
         ),
         (
-            ["train-bpe", str(corpus), "--vocab-size", "300", "--engine", "ray"],
-            "--engine ray: not supported by `dataprep train-bpe` yet",
+            [
+                "train-bpe",
+                str(corpus),
+                "--vocab-size",
+                "300",
+                "--out",
+                str(tmp_path / "o"),
+                "--engine",
+                "ray",
+                "--address",
+                f"127.0.0.1:{port}",
+            ],
+            f"--address 127.0.0.1:{port}: no Ray cluster there",
+        ),
+        (
+            ["train-bpe", str(corpus), "--vocab-size", "300", "--engine", "ray", "--unit-mb", "-1"],
+            "--unit-mb -1.0: must be more than 0",
+        ),
+        (
+            ["train-bpe", str(corpus), "--out", str(tmp_path / "t.json"), "--unit-mb", "8"],
+            "--unit-mb applies to --engine ray only",
         ),
     ]
     for args, message in cases:
@@ -485,3 +507,47 @@ def test_inputs_and_output_in_object_storage(
         )
     manifest = json.loads(storage.read_bytes(f"{outs['ray']}/manifest.json"))
     assert all(i["path"].startswith(f"{base}/corpus/") for i in manifest["inputs"])
+
+
+# --- train-bpe -------------------------------------------------------------------------------
+
+
+def tokenizer_files(out: Path) -> dict[str, str]:
+    """SHA-256 of every file next to a trained tokenizer.json (its .tiktoken pair), by name."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.parent.iterdir())
+    }
+
+
+def table_row(stdout: str, name: str) -> str:
+    return next(x for x in stdout.splitlines() if name in x)
+
+
+@pytest.mark.parametrize("holdout", ["0", "7"])
+def test_train_bpe_same_files_as_the_local_engine_on_1_and_3_nodes(
+    cluster: Nodes, corpus: Path, tmp_path: Path, holdout: str
+) -> None:
+    def args(out: Path) -> list[str]:
+        return ["train-bpe", str(corpus), "--vocab-size", "400", "--holdout-every", holdout,
+                "--out", str(out)]  # fmt: skip
+
+    ref = tmp_path / "local" / "tok.json"
+    for d in ("local", "ray1", "ray3"):
+        (tmp_path / d).mkdir()
+    local = CliRunner().invoke(main, args(ref))
+    assert local.exit_code == 0, local.output
+    expected = tokenizer_files(ref)
+    assert sorted(expected) == ["tok.json", "tok.tiktoken", "tok.tiktoken.json"]
+    for n in (1, 3):
+        cluster.resize(n)
+        out = tmp_path / f"ray{n}" / "tok.json"
+        r = run_cli([*args(out), "--engine", "ray", "--address", cluster.address,
+                     "--unit-mb", UNIT_MB])  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert f"{n} node{'s' * (n > 1)}, {n} CPU" in r.stderr, r.stderr
+        assert "units: 10 run on the cluster" in r.stderr, r.stderr
+        assert tokenizer_files(out) == expected
+        assert not Path(f"{out}{ray_engine.WORK_SUFFIX}").exists(), "work directory left behind"
+        if holdout != "0":
+            # The held-out documents are the local run's: the same ones measured.
+            assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")

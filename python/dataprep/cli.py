@@ -32,6 +32,10 @@ from dataprep.ray_engine import (
     EngineOptions,
     RayEngineError,
     RayTokenize,
+    RayTrainBpe,
+    Unit,
+    UnitRun,
+    UnitsDone,
     cluster_summary,
     connect,
     engine_of,
@@ -100,12 +104,15 @@ def human_bytes(n: float) -> str:
 @engine_options
 def train_bpe_cmd(**values: Any) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
-    engine_or_fail("train-bpe", values)  # the local engine only, for now
+    engine = engine_or_fail("train-bpe", values)
     opts = options_of("train-bpe", values)
-    _, stats = run_or_fail(
-        lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
-        "interrupted; nothing was written",
-    )
+    if engine.engine == "ray":
+        stats = train_bpe_on_ray(opts, engine)
+    else:
+        _, stats = run_or_fail(
+            lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
+            "interrupted; nothing was written",
+        )
 
     table = Table(title="train-bpe", show_header=False, title_justify="left")
     secs = stats["total_seconds"]
@@ -136,6 +143,29 @@ def train_bpe_cmd(**values: Any) -> None:
     for k, v in rows:
         table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
+
+
+def train_bpe_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, Any]:
+    """`train-bpe --engine ray`: plan, the units' counts on the cluster (after their documents,
+    with --holdout-every), then the merge here with the local engine's progress."""
+    try:
+        run = RayTrainBpe(opts.pop("inputs"), engine, **opts)
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+
+    def build(
+        progress: _core.Progress, on_unit: Callable[[Unit, bool], None], stop: threading.Event
+    ) -> tuple[dict[str, Any], UnitsDone]:
+        _, stats, done = run.build(progress, on_unit, stop)
+        return stats, done
+
+    stats, secs = on_cluster(run, engine, build, "")
+    console.print(
+        f"merge: counts summed and tokenizer trained here, done in {secs}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return stats
 
 
 @main.command("tokenize")
@@ -203,8 +233,34 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
     if run.complete:
         console.print(f"{out} is complete: checking it against its manifest", highlight=False)
         return run_or_fail(run.finish_complete, "interrupted; nothing was changed")
+
+    def build(
+        progress: _core.Progress, on_unit: Callable[[Unit, bool], None], stop: threading.Event
+    ) -> tuple[dict[str, Any], UnitsDone]:
+        return run.build(progress, on_unit, stop)
+
+    m, secs = on_cluster(run, engine, build, f" (and finished shards in {out})")
+    console.print(
+        f"assemble: shards and manifest written here as the units came in, done in {secs}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return m
+
+
+def on_cluster(
+    run: UnitRun,
+    engine: EngineOptions,
+    build: Callable[
+        [_core.Progress, Callable[[Unit, bool], None], threading.Event], tuple[T, UnitsDone]
+    ],
+    kept: str,
+) -> tuple[T, str]:
+    """Runs `build` of a `--engine ray` command: a line for the plan and the cluster, a bar over
+    the units with the core's progress, a line for the units; returns what `build` returned
+    and when it was done (`X s (Y s after the last unit)`)."""
     try:
-        with work_lock(run.work, remove=engine.work_dir is None):
+        with work_lock(run.work, remove=engine.work_dir is None, command=run.command):
             with connect(engine.address):
                 console.print(
                     f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
@@ -215,8 +271,6 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
                     soft_wrap=True,
                 )
                 console.print(f"cluster {engine.address}: {cluster_summary()}", highlight=False)
-                # The assemble takes each unit as soon as it is done (the units overlap it):
-                # one display, the units' bar and the assemble's phases.
                 t0, encoded = time.perf_counter(), 0
                 unit_bar: list[tuple[Progress, Any]] = []
                 stop = threading.Event()
@@ -224,43 +278,37 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
                 def add_units_bar(bar: Progress) -> None:
                     unit_bar.append((bar, bar.add_task("units", total=len(run.units), rate="")))
 
-                def on_unit(unit: Any, ran: bool) -> None:
+                def on_unit(unit: Unit, ran: bool) -> None:
                     nonlocal encoded
                     encoded += unit.bytes if ran else 0
                     rate = encoded / max(time.perf_counter() - t0, 1e-9)
                     for bar, task in unit_bar:
                         bar.update(task, advance=1, rate=f"{human_bytes(rate)}/s")
 
-                m, done = run_job(
+                result, done = run_job(
                     console,
-                    lambda progress: run.build(progress, on_unit, stop),
+                    lambda progress: build(progress, on_unit, stop),
                     bars=add_units_bar,
                     on_interrupt=stop.set,
                 )
             secs = time.perf_counter() - t0
             run.clean_up()
-            last = f" (the last one done in {done.seconds:.1f} s)" if done.ran else ""
-            console.print(
-                f"units: {done.ran:,} encoded on the cluster{last}, "
-                f"{done.skipped:,} verified from an earlier run",
-                highlight=False,
-                soft_wrap=True,
-            )
-            after = f" ({secs - done.seconds:.1f} s after the last unit)" if done.ran else ""
-            console.print(
-                f"assemble: shards and manifest written here as the units came in, done in "
-                f"{secs:.1f} s{after}",
-                highlight=False,
-                soft_wrap=True,
-            )
     except (_core.DataprepError, ValueError, TypeError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail(
-            f"interrupted; finished units are kept in {run.work} (and finished shards in {out}): "
-            "rerun the same command to resume"
+            f"interrupted; finished units are kept in {run.work}{kept}: rerun the same "
+            "command to resume"
         )
-    return m
+    last = f" (the last one done in {done.seconds:.1f} s)" if done.ran else ""
+    console.print(
+        f"units: {done.ran:,} run on the cluster{last}, "
+        f"{done.skipped:,} verified from an earlier run",
+        highlight=False,
+        soft_wrap=True,
+    )
+    after = f" ({secs - done.seconds:.1f} s after the last unit)" if done.ran else ""
+    return result, f"{secs:.1f} s{after}"
 
 
 @main.command("dedup")

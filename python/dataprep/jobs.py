@@ -62,10 +62,10 @@ def run_job(
             error.append(e)
 
     thread = threading.Thread(target=target, daemon=True)
-    thread.start()
     with progress_bar(console) as bar:
         if bars is not None:
-            bars(bar)
+            bars(bar)  # before the job starts: it updates them
+        thread.start()
         tasks: dict[str, Any] = {}
         speed = TransferSpeedColumn()
         try:

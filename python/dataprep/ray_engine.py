@@ -658,8 +658,9 @@ class RayTrainBpe(UnitRun):
 
         NOTE: a documents pass rather than a chain (unit k waits for the documents of unit
         k-1): the pass reads and parses the inputs once more but runs on every CPU, where a
-        chain would run the units one after another; reading is a small part of counting
-        (the pre-tokenizer's regex is most of it)."""
+        chain would run the units one after another. Measured (8.2 MB of enwiki, one thread):
+        documents 0.01-0.02 s (500-580 MB/s), counting 0.16-0.23 s (35-52 MB/s): the pass
+        costs 6-10% of the counting, a chain would cost the cluster's parallelism."""
         if self.holdout_every <= 0:
             return 0
         known: dict[int, dict[str, Any]] = {}

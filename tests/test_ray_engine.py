@@ -551,3 +551,37 @@ def test_train_bpe_same_files_as_the_local_engine_on_1_and_3_nodes(
         if holdout != "0":
             # The held-out documents are the local run's: the same ones measured.
             assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")
+
+
+def test_train_bpe_killed_then_rerun_skips_verified_units(
+    cluster: Nodes, corpus: Path, tmp_path: Path
+) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(4):
+        for p in corpus.iterdir():
+            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    ref, out = tmp_path / "local" / "tok.json", tmp_path / "ray" / "tok.json"
+    base = ["train-bpe", str(many), "--vocab-size", "400", "--holdout-every", "7"]
+    local = CliRunner().invoke(main, [*base, "--out", str(ref)])
+    assert local.exit_code == 0, local.output
+    cluster.resize(1)
+    args = [*base, "--out", str(out), "--engine", "ray", "--address", cluster.address,
+            "--unit-mb", "0.000001"]  # fmt: skip
+    work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    proc = subprocess.Popen(
+        dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(lambda: len(done_records(work)) >= 2, proc, "done records")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(done_records(work))
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
+    assert int(line.split(", ")[1].split()[0]) >= kept >= 2, (line, kept)
+    assert tokenizer_files(out) == tokenizer_files(ref)
+    assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")
+    assert not work.exists(), "work directory left behind"

@@ -585,3 +585,35 @@ def test_train_bpe_killed_then_rerun_skips_verified_units(
     assert tokenizer_files(out) == tokenizer_files(ref)
     assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")
     assert not work.exists(), "work directory left behind"
+
+
+def test_relative_paths_are_the_drivers(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """Inputs, tokenizer, --out and the work directory given relative to the driver's working
+    directory, which is not the worker nodes' (they were started from the test's): the tasks
+    resolve them as the driver does."""
+    tok, _ = specials_tokenizer
+    shutil.copytree(corpus, tmp_path / "c")
+    shutil.copy(tok, tmp_path / "tok.json")
+    cluster.resize(2)
+    ray_args = ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
+    runs = {
+        "tokenize": (["tokenize", "c", "--tokenizer", "tok.json", *CLM], "shards"),
+        "train-bpe": (["train-bpe", "c", "--vocab-size", "300"], "bpe/t.json"),
+    }
+    for command, (args, out) in runs.items():
+        outs = {}
+        for engine, extra in (("local", []), ("ray", ray_args)):
+            (tmp_path / engine / "bpe").mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(
+                dataprep_cmd([*args, "--out", f"{engine}/{out}", *extra]),
+                capture_output=True, text=True, timeout=180, cwd=tmp_path,
+            )  # fmt: skip
+            assert r.returncode == 0, (command, r.stderr)
+            path = tmp_path / engine / out
+            outs[engine] = files_digest(path) if command == "tokenize" else tokenizer_files(path)
+        assert outs["ray"] == outs["local"] and outs["local"], command

@@ -246,10 +246,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _stage_own(
-    stack: contextlib.ExitStack, files: list[str], listing: list[remote.Entry] | None
+    stack: contextlib.ExitStack, files: list[str], listing: list[remote.Entry] | None, cwd: str
 ) -> list[remote.Listed] | None:
-    """Remote inputs: the core's listing with this task's own objects staged in a temporary
-    directory of this node (None: local inputs)."""
+    """Enters the driver's working directory `cwd` (relative inputs, `--out` and work
+    directory are the driver's: the same paths on every node); with remote inputs, returns the
+    core's listing with this task's own objects staged in a temporary directory of this node
+    (None: local inputs)."""
+    # NOTE: a node without that directory runs with absolute paths only (a relative one then
+    # fails naming the file).
+    if os.path.isdir(cwd):
+        stack.enter_context(contextlib.chdir(cwd))
     if listing is None:
         return None
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dataprep-unit-"))
@@ -268,6 +274,7 @@ def _run_unit(
     options: dict[str, Any],
     listing: list[remote.Entry] | None = None,
     first_index: int = 0,
+    cwd: str = ".",
 ) -> dict[str, Any]:
     """The Ray task of a unit: `tokenize` encodes `files` into `unit_out`, `train-bpe` counts
     their pieces into it (`first_index`: the corpus index of their first document, which
@@ -276,7 +283,7 @@ def _run_unit(
     own objects are staged in a temporary directory of this node first."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing)
+            listed = _stage_own(stack, files, listing, cwd)
             if command == "tokenize":
                 out = _core.tokenize_unit(
                     unit_files=files, unit_out=unit_out, listing=listed, **options
@@ -292,20 +299,23 @@ def _run_unit(
             record: dict[str, Any] = json.loads(out)
             if command != "tokenize":
                 record["first_index"] = first_index
+        _write_atomic(Path(cwd, done_out), json.dumps(record, sort_keys=True).encode())
     except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
-    _write_atomic(Path(done_out), json.dumps(record, sort_keys=True).encode())
     record["node"] = socket.gethostname()
     return record
 
 
 def _count_documents(
-    files: list[str], options: dict[str, Any], listing: list[remote.Entry] | None = None
+    files: list[str],
+    options: dict[str, Any],
+    listing: list[remote.Entry] | None = None,
+    cwd: str = ".",
 ) -> dict[str, Any]:
     """The Ray task of `train-bpe`'s documents pass: the documents in `files`."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing)
+            listed = _stage_own(stack, files, listing, cwd)
             n = _core.train_bpe_documents(unit_files=files, listing=listed, **options)
     except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
@@ -435,6 +445,7 @@ class UnitRun:
                 options,
                 self.entries,
                 self.expected(u).get("first_index", 0),
+                os.getcwd(),
             ),
             finished,
             stop,
@@ -689,7 +700,7 @@ class RayTrainBpe(UnitRun):
             _count_documents,
             todo,
             known,
-            lambda u: ([p for p, _ in u.files], options, self.entries),
+            lambda u: ([p for p, _ in u.files], options, self.entries, os.getcwd()),
             finished,
             stop,
         ):

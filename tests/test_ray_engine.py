@@ -617,3 +617,31 @@ def test_relative_paths_are_the_drivers(
             path = tmp_path / engine / out
             outs[engine] = files_digest(path) if command == "tokenize" else tokenizer_files(path)
         assert outs["ray"] == outs["local"] and outs["local"], command
+
+
+def test_train_bpe_inputs_and_output_in_object_storage(
+    cluster: Nodes, s3_env: Any, corpus: Path, tmp_path: Path
+) -> None:
+    """s3:// inputs (each task stages its own objects) and an s3:// --out (written here and
+    uploaded, tokenizer.json last): the objects the local engine writes, byte for byte."""
+    from dataprep import storage
+
+    base = f"{s3_env.bucket('ray-bpe')}/{tmp_path.name}"
+    for p in sorted(corpus.iterdir()):
+        storage.upload(p, f"{base}/corpus/{p.name}")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cluster.resize(0)  # nodes started with this test's S3 environment (see the tokenize test)
+    cluster.resize(2)
+    for engine in ("local", "ray"):
+        args = ["train-bpe", f"{base}/corpus", "--vocab-size", "300", "--holdout-every", "7",
+                "--out", f"{base}/{engine}/tok.json"]  # fmt: skip
+        if engine == "ray":
+            args += ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
+        r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=180, env=env)
+        assert r.returncode == 0, r.stderr
+    local, ray_out = (storage.list_files(f"{base}/{k}") for k in ("local", "ray"))
+    assert local == ray_out and len(local) == 3, (local, ray_out)
+    for name, _ in local:
+        assert storage.read_bytes(f"{base}/ray/{name}") == storage.read_bytes(
+            f"{base}/local/{name}"
+        )

@@ -3,12 +3,15 @@ that runs no tasks, as on a real cluster, and worker nodes of one CPU added and 
 one test starts its own head with `ray start`): the shards and manifest are byte-identical to the
 local engine's for 1, 2 and 3 nodes, causal and MLM; a driver killed mid-run and rerun, and a node
 lost mid-run, give the same bytes; a corrupt input fails at once naming it; the engine flags are
-refused where they do not apply; the local engine never imports ray."""
+refused where they do not apply; the local engine never imports ray. `train-bpe --engine ray`:
+the tokenizer files are byte-identical to the local engine's on 1 and 3 nodes, with and without
+held-out documents."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -171,8 +174,27 @@ def test_engine_flags_are_refused_where_they_do_not_apply(
             "--engine ray: not supported by `dataprep dedup` yet",
         ),
         (
-            ["train-bpe", str(corpus), "--vocab-size", "300", "--engine", "ray"],
-            "--engine ray: not supported by `dataprep train-bpe` yet",
+            [
+                "train-bpe",
+                str(corpus),
+                "--vocab-size",
+                "300",
+                "--out",
+                str(tmp_path / "o"),
+                "--engine",
+                "ray",
+                "--address",
+                f"127.0.0.1:{port}",
+            ],
+            f"--address 127.0.0.1:{port}: no Ray cluster there",
+        ),
+        (
+            ["train-bpe", str(corpus), "--vocab-size", "300", "--engine", "ray", "--unit-mb", "-1"],
+            "--unit-mb -1.0: must be more than 0",
+        ),
+        (
+            ["train-bpe", str(corpus), "--out", str(tmp_path / "t.json"), "--unit-mb", "8"],
+            "--unit-mb applies to --engine ray only",
         ),
     ]
     for args, message in cases:
@@ -466,6 +488,9 @@ def test_inputs_and_output_in_object_storage(
             storage.upload(p, f"{base}/corpus/{p.relative_to(corpus).as_posix()}")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     extra = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
+    # The tasks read the S3 endpoint and keys from their node's environment: worker nodes
+    # started by earlier tests (before this test's `s3_env`) do not have them.
+    cluster.resize(0)
     outs = {"local": f"{base}/local", "ray": f"{base}/ray"}
     for engine, out in outs.items():
         args = ["tokenize", f"{base}/corpus", "--tokenizer", str(tok), "--out", out, *extra]
@@ -482,3 +507,141 @@ def test_inputs_and_output_in_object_storage(
         )
     manifest = json.loads(storage.read_bytes(f"{outs['ray']}/manifest.json"))
     assert all(i["path"].startswith(f"{base}/corpus/") for i in manifest["inputs"])
+
+
+# --- train-bpe -------------------------------------------------------------------------------
+
+
+def tokenizer_files(out: Path) -> dict[str, str]:
+    """SHA-256 of every file next to a trained tokenizer.json (its .tiktoken pair), by name."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.parent.iterdir())
+    }
+
+
+def table_row(stdout: str, name: str) -> str:
+    return next(x for x in stdout.splitlines() if name in x)
+
+
+@pytest.mark.parametrize("holdout", ["0", "7"])
+def test_train_bpe_same_files_as_the_local_engine_on_1_and_3_nodes(
+    cluster: Nodes, corpus: Path, tmp_path: Path, holdout: str
+) -> None:
+    def args(out: Path) -> list[str]:
+        return ["train-bpe", str(corpus), "--vocab-size", "400", "--holdout-every", holdout,
+                "--out", str(out)]  # fmt: skip
+
+    ref = tmp_path / "local" / "tok.json"
+    for d in ("local", "ray1", "ray3"):
+        (tmp_path / d).mkdir()
+    local = CliRunner().invoke(main, args(ref))
+    assert local.exit_code == 0, local.output
+    expected = tokenizer_files(ref)
+    assert sorted(expected) == ["tok.json", "tok.tiktoken", "tok.tiktoken.json"]
+    for n in (1, 3):
+        cluster.resize(n)
+        out = tmp_path / f"ray{n}" / "tok.json"
+        r = run_cli([*args(out), "--engine", "ray", "--address", cluster.address,
+                     "--unit-mb", UNIT_MB])  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert f"{n} node{'s' * (n > 1)}, {n} CPU" in r.stderr, r.stderr
+        assert "units: 10 run on the cluster" in r.stderr, r.stderr
+        assert tokenizer_files(out) == expected
+        assert not Path(f"{out}{ray_engine.WORK_SUFFIX}").exists(), "work directory left behind"
+        if holdout != "0":
+            # The held-out documents are the local run's: the same ones measured.
+            assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")
+
+
+def test_train_bpe_killed_then_rerun_skips_verified_units(
+    cluster: Nodes, corpus: Path, tmp_path: Path
+) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(4):
+        for p in corpus.iterdir():
+            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    ref, out = tmp_path / "local" / "tok.json", tmp_path / "ray" / "tok.json"
+    base = ["train-bpe", str(many), "--vocab-size", "400", "--holdout-every", "7"]
+    local = CliRunner().invoke(main, [*base, "--out", str(ref)])
+    assert local.exit_code == 0, local.output
+    cluster.resize(1)
+    args = [*base, "--out", str(out), "--engine", "ray", "--address", cluster.address,
+            "--unit-mb", "0.000001"]  # fmt: skip
+    work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
+    proc = subprocess.Popen(
+        dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(lambda: len(done_records(work)) >= 2, proc, "done records")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(done_records(work))
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
+    assert int(line.split(", ")[1].split()[0]) >= kept >= 2, (line, kept)
+    assert tokenizer_files(out) == tokenizer_files(ref)
+    assert table_row(r.stdout, "bytes/token") == table_row(local.output, "bytes/token")
+    assert not work.exists(), "work directory left behind"
+
+
+def test_relative_paths_are_the_drivers(
+    cluster: Nodes,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """Inputs, tokenizer, --out and the work directory given relative to the driver's working
+    directory, which is not the worker nodes' (they were started from the test's): the tasks
+    resolve them as the driver does."""
+    tok, _ = specials_tokenizer
+    shutil.copytree(corpus, tmp_path / "c")
+    shutil.copy(tok, tmp_path / "tok.json")
+    cluster.resize(2)
+    ray_args = ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
+    runs = {
+        "tokenize": (["tokenize", "c", "--tokenizer", "tok.json", *CLM], "shards"),
+        "train-bpe": (["train-bpe", "c", "--vocab-size", "300"], "bpe/t.json"),
+    }
+    for command, (args, out) in runs.items():
+        outs = {}
+        for engine, extra in (("local", []), ("ray", ray_args)):
+            (tmp_path / engine / "bpe").mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(
+                dataprep_cmd([*args, "--out", f"{engine}/{out}", *extra]),
+                capture_output=True, text=True, timeout=180, cwd=tmp_path,
+            )  # fmt: skip
+            assert r.returncode == 0, (command, r.stderr)
+            path = tmp_path / engine / out
+            outs[engine] = files_digest(path) if command == "tokenize" else tokenizer_files(path)
+        assert outs["ray"] == outs["local"] and outs["local"], command
+
+
+def test_train_bpe_inputs_and_output_in_object_storage(
+    cluster: Nodes, s3_env: Any, corpus: Path, tmp_path: Path
+) -> None:
+    """s3:// inputs (each task stages its own objects) and an s3:// --out (written here and
+    uploaded, tokenizer.json last): the objects the local engine writes, byte for byte."""
+    from dataprep import storage
+
+    base = f"{s3_env.bucket('ray-bpe')}/{tmp_path.name}"
+    for p in sorted(corpus.iterdir()):
+        storage.upload(p, f"{base}/corpus/{p.name}")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cluster.resize(0)  # nodes started with this test's S3 environment (see the tokenize test)
+    cluster.resize(2)
+    for engine in ("local", "ray"):
+        args = ["train-bpe", f"{base}/corpus", "--vocab-size", "300", "--holdout-every", "7",
+                "--out", f"{base}/{engine}/tok.json"]  # fmt: skip
+        if engine == "ray":
+            args += ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
+        r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=180, env=env)
+        assert r.returncode == 0, r.stderr
+    local, ray_out = (storage.list_files(f"{base}/{k}") for k in ("local", "ray"))
+    assert local == ray_out and len(local) == 3, (local, ray_out)
+    for name, _ in local:
+        assert storage.read_bytes(f"{base}/ray/{name}") == storage.read_bytes(
+            f"{base}/local/{name}"
+        )

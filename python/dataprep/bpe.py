@@ -69,12 +69,18 @@ def train_bpe(
             opts["out"] = local_out
         tok, stats = _core.train_bpe(progress=progress, listing=listing, **opts)
         if dest is not None and storage.is_remote(dest):
-            # The tokenizer.json last: the file a reader loads names the set complete.
-            written = [Path(p) for p in stats["outputs"]]
-            for p in written[1:] + written[:1]:
-                storage.upload(p, storage.join(dest.rsplit("/", 1)[0], p.name))
-            stats["outputs"] = [storage.join(dest.rsplit("/", 1)[0], p.name) for p in written]
+            stats["outputs"] = upload_outputs(stats["outputs"], dest)
     return tok, stats
+
+
+def upload_outputs(outputs: Sequence[str], dest: str) -> list[str]:
+    """Uploads the files a training wrote locally (`outputs`, tokenizer.json first) next to
+    the remote `dest`, the tokenizer.json last: the file a reader loads names the set complete.
+    Returns their remote names, in the order of `outputs`."""
+    written = [Path(p) for p in outputs]
+    for p in written[1:] + written[:1]:
+        storage.upload(p, storage.join(dest.rsplit("/", 1)[0], p.name))
+    return [storage.join(dest.rsplit("/", 1)[0], p.name) for p in written]
 
 
 def tiktoken_encoding(ranks_path: PathLike) -> tiktoken.Encoding:

@@ -8,6 +8,7 @@ passed on, so the core can refuse one that does not apply instead of ignoring it
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -24,12 +26,16 @@ from dataprep.bpe import train_bpe
 from dataprep.dedup import banding, dedup
 from dataprep.export import FORMATS, MDS_SHARD_BYTES, ExportError, export
 from dataprep.hf_tokenizer import ROLES, write_transformers_dir
-from dataprep.jobs import progress_bar, run_job
+from dataprep.jobs import run_job
 from dataprep.options import click_options, defaults, given
 from dataprep.ray_engine import (
     EngineOptions,
     RayEngineError,
     RayTokenize,
+    RayTrainBpe,
+    Unit,
+    UnitRun,
+    UnitsDone,
     cluster_summary,
     connect,
     engine_of,
@@ -98,12 +104,18 @@ def human_bytes(n: float) -> str:
 @engine_options
 def train_bpe_cmd(**values: Any) -> None:
     """Train a byte-level BPE tokenizer on INPUTS (files or directories)."""
-    engine_or_fail("train-bpe", values)  # the local engine only, for now
+    engine = engine_or_fail("train-bpe", values)
     opts = options_of("train-bpe", values)
-    _, stats = run_or_fail(
-        lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
-        "interrupted; nothing was written",
-    )
+    t0 = time.perf_counter()
+    if engine.engine == "ray":
+        stats = train_bpe_on_ray(opts, engine)
+        # The core's times are the merge's on this machine: the run's is the wall time.
+        stats["total_seconds"] = time.perf_counter() - t0
+    else:
+        _, stats = run_or_fail(
+            lambda progress: train_bpe(opts.pop("inputs"), progress=progress, **opts),
+            "interrupted; nothing was written",
+        )
 
     table = Table(title="train-bpe", show_header=False, title_justify="left")
     secs = stats["total_seconds"]
@@ -117,7 +129,9 @@ def train_bpe_cmd(**values: Any) -> None:
         (
             "time",
             f"{secs:.2f} s (read+count {stats['read_count_seconds']:.2f} s, "
-            f"merge {stats['merge_seconds']:.2f} s, {stats['threads']} threads)",
+            f"merge {stats['merge_seconds']:.2f} s, {stats['threads']} threads)"
+            if engine.engine == "local"
+            else f"{secs:.2f} s (on the cluster: the units and merge lines above)",
         ),
         ("throughput", f"{stats['bytes'] / max(secs, 1e-9) / 1e6:.1f} MB/s"),
     ]
@@ -134,6 +148,29 @@ def train_bpe_cmd(**values: Any) -> None:
     for k, v in rows:
         table.add_row(k, Text(v, overflow="fold"))  # paths are never cut
     Console().print(table)
+
+
+def train_bpe_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, Any]:
+    """`train-bpe --engine ray`: plan, the units' counts on the cluster (after their documents,
+    with --holdout-every), then the merge here with the local engine's progress."""
+    try:
+        run = RayTrainBpe(opts.pop("inputs"), engine, **opts)
+    except (_core.DataprepError, ValueError, OSError) as e:
+        fail(str(e))
+
+    def build(
+        progress: _core.Progress, on_unit: Callable[[Unit, bool], None], stop: threading.Event
+    ) -> tuple[dict[str, Any], UnitsDone]:
+        _, stats, done = run.build(progress, on_unit, stop)
+        return stats, done
+
+    stats, secs = on_cluster(run, engine, build, "")
+    console.print(
+        f"merge: counts summed and tokenizer trained here, done in {secs}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return stats
 
 
 @main.command("tokenize")
@@ -188,8 +225,9 @@ def tokenize_cmd(**values: Any) -> None:
 
 
 def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, Any]:
-    """`tokenize --engine ray`: plan, units on the cluster (a line per stage, a bar over the
-    units), assemble here with the local engine's progress."""
+    """`tokenize --engine ray`: plan, then the units on the cluster and the assemble here at
+    once (a bar over the units, the local engine's progress for the assemble; a line per stage
+    at the end)."""
     out = opts["out"]
     try:
         run = RayTokenize(
@@ -200,8 +238,34 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
     if run.complete:
         console.print(f"{out} is complete: checking it against its manifest", highlight=False)
         return run_or_fail(run.finish_complete, "interrupted; nothing was changed")
+
+    def build(
+        progress: _core.Progress, on_unit: Callable[[Unit, bool], None], stop: threading.Event
+    ) -> tuple[dict[str, Any], UnitsDone]:
+        return run.build(progress, on_unit, stop)
+
+    m, secs = on_cluster(run, engine, build, f" (and finished shards in {out})")
+    console.print(
+        f"assemble: shards and manifest written here as the units came in, done in {secs}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return m
+
+
+def on_cluster(
+    run: UnitRun,
+    engine: EngineOptions,
+    build: Callable[
+        [_core.Progress, Callable[[Unit, bool], None], threading.Event], tuple[T, UnitsDone]
+    ],
+    kept: str,
+) -> tuple[T, str]:
+    """Runs `build` of a `--engine ray` command: a line for the plan and the cluster, a bar over
+    the units with the core's progress, a line for the units; returns what `build` returned
+    and when it was done (`X s (Y s after the last unit)`)."""
     try:
-        with work_lock(run.work, remove=engine.work_dir is None):
+        with work_lock(run.work, remove=engine.work_dir is None, command=run.command):
             with connect(engine.address):
                 console.print(
                     f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
@@ -212,40 +276,44 @@ def tokenize_on_ray(opts: dict[str, Any], engine: EngineOptions) -> dict[str, An
                     soft_wrap=True,
                 )
                 console.print(f"cluster {engine.address}: {cluster_summary()}", highlight=False)
-                with progress_bar(console) as bar:
-                    task = bar.add_task("units", total=len(run.units), rate="")
-                    t0, encoded = time.perf_counter(), 0
+                t0, encoded = time.perf_counter(), 0
+                unit_bar: list[tuple[Progress, Any]] = []
+                stop = threading.Event()
 
-                    def on_unit(unit: Any, ran: bool) -> None:
-                        nonlocal encoded
-                        encoded += unit.bytes if ran else 0
-                        rate = encoded / max(time.perf_counter() - t0, 1e-9)
+                def add_units_bar(bar: Progress) -> None:
+                    unit_bar.append((bar, bar.add_task("units", total=len(run.units), rate="")))
+
+                def on_unit(unit: Unit, ran: bool) -> None:
+                    nonlocal encoded
+                    encoded += unit.bytes if ran else 0
+                    rate = encoded / max(time.perf_counter() - t0, 1e-9)
+                    for bar, task in unit_bar:
                         bar.update(task, advance=1, rate=f"{human_bytes(rate)}/s")
 
-                    done = run.run_units(on_unit)
-            console.print(
-                f"units: {done.ran:,} encoded on the cluster in {done.seconds:.1f} s, "
-                f"{done.skipped:,} verified from an earlier run",
-                highlight=False,
-            )
-            t0 = time.perf_counter()
-            m = run_or_fail(
-                run.assemble,
-                f"interrupted; finished units and shards are kept: rerun the same command to "
-                f"resume into {out}",
-            )
+                result, done = run_job(
+                    console,
+                    lambda progress: build(progress, on_unit, stop),
+                    bars=add_units_bar,
+                    on_interrupt=stop.set,
+                )
+            secs = time.perf_counter() - t0
             run.clean_up()
-            console.print(
-                f"assemble: shards and manifest written here in {time.perf_counter() - t0:.1f} s",
-                highlight=False,
-            )
-    except (_core.DataprepError, ValueError, OSError) as e:
+    except (_core.DataprepError, ValueError, TypeError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail(
-            f"interrupted; finished units are kept in {run.work}: rerun the same command to resume"
+            f"interrupted; finished units are kept in {run.work}{kept}: rerun the same "
+            "command to resume"
         )
-    return m
+    last = f" (the last one done in {done.seconds:.1f} s)" if done.ran else ""
+    console.print(
+        f"units: {done.ran:,} run on the cluster{last}, "
+        f"{done.skipped:,} verified from an earlier run",
+        highlight=False,
+        soft_wrap=True,
+    )
+    after = f" ({secs - done.seconds:.1f} s after the last unit)" if done.ran else ""
+    return result, f"{secs:.1f} s{after}"
 
 
 @main.command("dedup")

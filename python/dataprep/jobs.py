@@ -41,8 +41,16 @@ def progress_bar(console: Console) -> Progress:
     return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
 
 
-def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
-    """Runs `job(progress)` on a thread while showing its progress; re-raises its exception."""
+def run_job(
+    console: Console,
+    job: Callable[[_core.Progress], T],
+    bars: Callable[[Progress], None] | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> T:
+    """Runs `job(progress)` on a thread while showing its progress; re-raises its exception.
+    `bars(bar)`: adds the caller's own bars to the display (the job updates them); Ctrl-C
+    cancels the job's `progress` and calls `on_interrupt` (for a job that also waits on
+    something else than the core)."""
     handle = _core.Progress()
     value: list[T] = []  # what the job returned, or
     error: list[BaseException] = []  # what it raised
@@ -54,8 +62,10 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
             error.append(e)
 
     thread = threading.Thread(target=target, daemon=True)
-    thread.start()
     with progress_bar(console) as bar:
+        if bars is not None:
+            bars(bar)  # before the job starts: it updates them
+        thread.start()
         tasks: dict[str, Any] = {}
         speed = TransferSpeedColumn()
         try:
@@ -79,6 +89,8 @@ def run_job(console: Console, job: Callable[[_core.Progress], T]) -> T:
                 bar.update(task, rate=rate)
         except KeyboardInterrupt:
             handle.cancel()
+            if on_interrupt is not None:
+                on_interrupt()
             thread.join()
             raise
     # A failed job says one line, its error: notes describe a result there is not.

@@ -31,6 +31,55 @@ impl Header {
     }
 }
 
+/// The check every reader of units makes as units come, in order: each was made for the run
+/// (its configuration hash) and holds the next inputs; at the end, all of them are covered.
+pub struct Coverage<'a> {
+    inputs: Vec<(String, u64)>,
+    config_hash: &'a str,
+    /// Inputs covered by the units so far, and how many units.
+    at: usize,
+    units: usize,
+}
+
+impl<'a> Coverage<'a> {
+    pub fn new(files: &[InputFile], config_hash: &'a str) -> Self {
+        Self { inputs: files.iter().map(InputFile::entry).collect(), config_hash, at: 0, units: 0 }
+    }
+
+    /// Checks the unit at `path` with `header`, before any of it is used.
+    pub fn next(&mut self, path: &Path, header: &Header) -> Result<()> {
+        if header.config_hash != self.config_hash {
+            return Err(Error::input(
+                path,
+                "work unit was made for other options, tokenizer or inputs; remove it and its done record",
+            ));
+        }
+        let (at, n) = (self.at, header.files.len());
+        if self.inputs.get(at..at + n) != Some(header.files.as_slice()) {
+            return Err(Error::Config(format!(
+                "work unit {}: its files are not the run's inputs from input {at} on (units must come in input order)",
+                path.display()
+            )));
+        }
+        self.at += n;
+        self.units += 1;
+        Ok(())
+    }
+
+    /// Refuses units that ended before the inputs did.
+    pub fn finish(&self) -> Result<()> {
+        if self.at == self.inputs.len() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the {} work units cover {} input files, not the run's {} inputs",
+            self.units,
+            self.at,
+            self.inputs.len()
+        )))
+    }
+}
+
 /// What a driver plans units from (`plan()` of `tokenize` and `train-bpe`): the run's
 /// configuration hash and its inputs (path, size) in reading order.
 #[derive(Debug, serde::Serialize)]

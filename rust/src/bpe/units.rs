@@ -17,7 +17,7 @@ use crate::corpus::{CorpusConfig, InputFile, ReadStats};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::unitfile::{
-    get, get_bytes, get_json, len, put, put_bytes, put_json, Header, UnitFile, UnitRecord, UnitWriter,
+    get, get_bytes, get_json, len, put, put_bytes, put_json, Coverage, Header, UnitFile, UnitRecord, UnitWriter,
 };
 
 const MAGIC: &[u8; 8] = b"DPBPEC01";
@@ -58,8 +58,9 @@ pub fn count_unit(
 }
 
 /// Reads the units (path and SHA-256 of each, in input order) of the run over `files` with
-/// `config_hash`, checks that they cover its inputs in order, each counted at the corpus index
-/// the ones before it end at, and sums them.
+/// `config_hash`, checks each as it comes ([`Coverage`]: made for the run, the next inputs,
+/// counted at the corpus index the ones before it end at), sums them, and checks that they
+/// covered every input.
 pub fn read_units(
     units: &[(PathBuf, String)],
     files: &[InputFile],
@@ -67,31 +68,13 @@ pub fn read_units(
     cfg: &TrainerConfig,
     progress: &Progress,
 ) -> Result<Counted> {
-    let mut covered = Vec::new();
-    for (path, sha256) in units {
-        let unit = UnitFile::open(path, sha256, MAGIC)?;
-        if unit.header.config_hash != config_hash {
-            return Err(Error::input(
-                path,
-                "work unit was made for other options or inputs; remove it and its done record",
-            ));
-        }
-        covered.extend(unit.header.files);
-    }
-    let inputs: Vec<(String, u64)> = files.iter().map(InputFile::entry).collect();
-    if covered != inputs {
-        return Err(Error::Config(format!(
-            "the {} work units cover {} input files, not the run's {} inputs in order",
-            units.len(),
-            covered.len(),
-            inputs.len()
-        )));
-    }
     progress.phase("merging counts", units.len() as u64);
+    let mut coverage = Coverage::new(files, config_hash);
     let (mut total, mut stats, mut held) = (Counts::default(), ReadStats::default(), Vec::new());
     for (path, sha256) in units {
         progress.check()?;
         let mut unit = UnitFile::open(path, sha256, MAGIC)?;
+        coverage.next(path, &unit.header)?;
         if cfg.holdout_every > 0 && unit.header.first_index != stats.documents {
             return Err(Error::input(
                 path,
@@ -130,5 +113,6 @@ pub fn read_units(
         stats.add(&unit_stats);
         progress.add(1);
     }
+    coverage.finish()?;
     Ok((total, stats, cap_held(held, cfg.holdout_max_bytes)))
 }

@@ -41,6 +41,7 @@ use crate::shards::mlm::mlm_schema;
 use crate::shards::{causal_schema, Dtype, SCHEMA_VERSION};
 use crate::tokenizer::EncodeCache;
 use crate::tokenizer::Tokenizer;
+use crate::unitfile::Coverage;
 
 pub use crate::rows::causal::LastRow;
 pub use crate::rows::mlm::Layout;
@@ -477,29 +478,15 @@ impl Run<'_> {
         units: &Units<'_>,
         wanted: &(dyn Fn(u64) -> Option<usize> + Sync),
     ) -> Result<ReadStats> {
-        let inputs: Vec<(String, u64)> = self.files.iter().map(InputFile::entry).collect();
         self.progress.phase("assembling", self.files.iter().map(|f| f.size).sum());
         let mut units = units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (mut stats, mut at, mut count, mut done) = (ReadStats::default(), 0, 0, 0);
+        let mut coverage = Coverage::new(self.files, self.config_hash);
+        let (mut stats, mut done) = (ReadStats::default(), 0);
         for next in &mut **units {
             let (path, sha256) = next?;
-            count += 1;
             let mut unit = UnitReader::open(&path, &sha256)?;
-            if unit.header().config_hash != self.config_hash {
-                return Err(Error::input(
-                    &path,
-                    "work unit was made for other options, tokenizer or inputs; remove it and its done record",
-                ));
-            }
-            let files = &unit.header().files;
-            if inputs.get(at..at + files.len()) != Some(files.as_slice()) {
-                return Err(Error::Config(format!(
-                    "work unit {}: its files are not the run's inputs from input {at} on (units must come in input order)",
-                    path.display()
-                )));
-            }
-            at += files.len();
-            done += files.iter().map(|f| f.1).sum::<u64>();
+            coverage.next(&path, unit.header())?;
+            done += unit.header().files.iter().map(|f| f.1).sum::<u64>();
             let offset = stats.documents;
             let unit_stats = loop {
                 self.progress.check()?;
@@ -519,12 +506,7 @@ impl Run<'_> {
             stats.add(&unit_stats);
             self.progress.set_done(done);
         }
-        if at != inputs.len() {
-            return Err(Error::Config(format!(
-                "the {count} work units cover {at} input files, not the run's {} inputs",
-                inputs.len()
-            )));
-        }
+        coverage.finish()?;
         Ok(stats)
     }
 }

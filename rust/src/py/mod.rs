@@ -38,6 +38,11 @@ fn to_pyerr(e: Error) -> PyErr {
 /// inputs as `dataprep.storage` listed remote objects (see `options::CorpusOptions::listing`).
 pub(crate) type Listing = Vec<(String, u64, Option<PathBuf>)>;
 
+/// `v` as JSON text, the form results that are documents (manifests, plans, unit records) take.
+pub(crate) fn to_json(v: &impl serde::Serialize) -> PyResult<String> {
+    serde_json::to_string(v).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// Runs `f` with the GIL released and maps its error.
 pub(crate) fn run_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
     py.detach(f).map_err(to_pyerr)

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator};
 
-use super::{options, run_detached, Listing, PyProgress};
+use super::{options, run_detached, to_json, Listing, PyProgress};
 use crate::options::TokenizeOptions;
 
 /// Tokenizes a corpus into packed causal-LM or MLM shards; returns the manifest as JSON text.
@@ -23,7 +22,7 @@ fn tokenize(
     opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let manifest = run_detached(py, || opts.run(&given, &progress.0))?;
-    serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&manifest)
 }
 
 /// The run `--engine ray` plans units for: JSON `{"config_hash", "inputs": [[path, bytes], ...]}`.
@@ -34,7 +33,7 @@ fn tokenize_plan(py: Python<'_>, listing: Option<Listing>, options: Option<&Boun
     let (mut opts, given) = options::parse::<TokenizeOptions>("tokenize", options)?;
     opts.corpus.listing = listing;
     let plan = run_detached(py, || opts.plan(&given))?;
-    serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&plan)
 }
 
 /// Reads and encodes `unit_files` (consecutive inputs of the plan) into the work unit file
@@ -53,7 +52,7 @@ fn tokenize_unit(
     opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let record = run_detached(py, || opts.unit(&given, &unit_files, &unit_out, &progress.0))?;
-    serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&record)
 }
 
 /// Builds the shards from work units, byte-identical to `tokenize`'s; returns the manifest as JSON
@@ -84,7 +83,7 @@ fn tokenize_assemble(
     });
     let units = std::sync::Mutex::new(&mut pull as &mut (dyn Iterator<Item = crate::Result<(PathBuf, String)>> + Send));
     let manifest = run_detached(py, || opts.assemble(&given, &units, &progress.0))?;
-    serde_json::to_string(&manifest).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&manifest)
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::corpus::stats_dict;
-use super::{options, run_detached, Listing, PyProgress};
+use super::{options, run_detached, to_json, Listing, PyProgress};
 use crate::bpe;
 use crate::options::TrainBpeOptions;
 use crate::pretokenize::{Pattern, PreTokenizer};
@@ -225,7 +225,7 @@ fn train_bpe_plan(py: Python<'_>, listing: Option<Listing>, options: Option<&Bou
     let (mut opts, given) = options::parse::<TrainBpeOptions>("train-bpe", options)?;
     opts.corpus.listing = listing;
     let plan = run_detached(py, || opts.plan(&given))?;
-    serde_json::to_string(&plan).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&plan)
 }
 
 /// Documents in `unit_files` (consecutive inputs of the plan).
@@ -261,7 +261,7 @@ fn train_bpe_unit(
     opts.corpus.listing = listing;
     let progress = progress.map(|p| p.clone()).unwrap_or_default();
     let record = run_detached(py, || opts.count_unit(&given, &unit_files, first_index, &unit_out, &progress.0))?;
-    serde_json::to_string(&record).map_err(|e| PyValueError::new_err(e.to_string()))
+    to_json(&record)
 }
 
 /// Trains from work units (`units`: each unit file's path and SHA-256, in plan order) and writes

@@ -127,3 +127,15 @@ def test_a_tokenizer_in_object_storage_is_refused(corpus: tuple[Path, str], tmp_
     )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].endswith("download it first"), run.stderr
+
+
+def test_dedup_on_object_storage_is_refused(tmp_path: Path) -> None:
+    """dedup reads and writes local paths only: an s3:// input or --out is one line naming it."""
+    for args in (
+        ["s3://bucket/corpus", "--out", str(tmp_path / "o")],
+        [str(tmp_path), "--out", "s3://bucket/o"],
+    ):
+        run = subprocess.run(dataprep_cmd(["dedup", *args]), capture_output=True, text=True)
+        assert run.returncode == 1
+        assert run.stderr.strip().splitlines()[-1].startswith("error: s3://bucket/"), run.stderr
+        assert "s3:// is not supported yet" in run.stderr

@@ -44,6 +44,7 @@ FAST_HEALTH_CHECKS = {
     "health_check_failure_threshold": 3,
 }
 UNIT_MB = "0.06"  # about 10 units from the corpus below (its files are 10-560 KB)
+ONE_FILE_UNITS = "0.000001"  # every input file a unit of its own
 CLM = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
 MLM = [
     *["--objective", "mlm", "--layout", "nsp", "--nsp-block-docs", "4", "--static-masking"],
@@ -61,6 +62,17 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, demo_texts: list[str]) -> P
         (d / f"part{k:02d}.jsonl").write_text(lines)
     big = "".join(json.dumps({"text": f"big {i}: {t}"}) + "\n" for i, t in enumerate(demo_texts))
     (d / "part10.jsonl.gz").write_bytes(gzip.compress(big.encode()))
+    return d
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    """44 inputs (the corpus four times): with ONE_FILE_UNITS, one unit each and one task at a
+    time on one node, seconds of units to stop or lose a node in the middle of."""
+    d = tmp_path_factory.mktemp("many")
+    for k in range(4):
+        for p in corpus.iterdir():
+            (d / f"{k}-{p.name}").write_bytes(p.read_bytes())
     return d
 
 
@@ -312,22 +324,16 @@ def done_records(work: Path) -> list[Path]:
 def test_driver_interrupted_then_killed_mid_run_then_rerun(
     cluster: Nodes,
     specials_tokenizer: tuple[Path, dataprep.Tokenizer],
-    corpus: Path,
+    many: Path,
     tmp_path: Path,
 ) -> None:
     tok, _ = specials_tokenizer
-    # 44 inputs, one unit each, one task at a time: seconds of units to stop in the middle of.
-    many = tmp_path / "many"
-    many.mkdir()
-    for k in range(4):
-        for p in corpus.iterdir():
-            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
     ref, out = tmp_path / "local", tmp_path / "ray"
     local_reference(many, tok, ref, CLM)
     cluster.resize(1)
     args = [
         *tokenize_args(many, tok, out, CLM),
-        *["--engine", "ray", "--address", cluster.address, "--unit-mb", "0.000001"],
+        *["--engine", "ray", "--address", cluster.address, "--unit-mb", ONE_FILE_UNITS],
     ]
     work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
     # Ctrl-C first: one line, the tasks cancelled, the finished units kept.
@@ -359,26 +365,28 @@ def test_driver_interrupted_then_killed_mid_run_then_rerun(
 def test_a_node_lost_mid_run_changes_nothing(
     cluster: Nodes,
     specials_tokenizer: tuple[Path, dataprep.Tokenizer],
-    corpus: Path,
+    many: Path,
     tmp_path: Path,
 ) -> None:
     tok, _ = specials_tokenizer
     ref, out = tmp_path / "local", tmp_path / "ray"
-    local_reference(corpus, tok, ref, MLM)
+    local_reference(many, tok, ref, MLM)
     cluster.resize(1)
     doomed = cluster.workers[0]
     args = [
-        *tokenize_args(corpus, tok, out, MLM),
-        *["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB],
+        *tokenize_args(many, tok, out, MLM),
+        *["--engine", "ray", "--address", cluster.address, "--unit-mb", ONE_FILE_UNITS],
     ]
     work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
     proc = subprocess.Popen(dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: done_records(work), proc, "done record")
-    # Every task runs on the one worker node: the one in flight is lost with it, and Ray runs it
-    # again on the node that replaces it.
-    cluster.add()
-    at_loss = len(done_records(work))
+    # Every task runs on the one worker node: it goes at the first done record, with the task in
+    # flight on it, before its replacement is added (while no node is there, no unit can finish:
+    # the count below is the loss's, whatever the timing; adding the new node first let the old
+    # one finish every unit while the new one started).
     cluster.remove(doomed)
+    at_loss = len(done_records(work))
+    cluster.add()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     units = int(err.decode().split("plan: ")[1].split()[0])
@@ -554,13 +562,8 @@ def test_train_bpe_same_files_as_the_local_engine_on_1_and_3_nodes(
 
 
 def test_train_bpe_killed_then_rerun_skips_verified_units(
-    cluster: Nodes, corpus: Path, tmp_path: Path
+    cluster: Nodes, many: Path, tmp_path: Path
 ) -> None:
-    many = tmp_path / "many"
-    many.mkdir()
-    for k in range(4):
-        for p in corpus.iterdir():
-            (many / f"{k}-{p.name}").write_bytes(p.read_bytes())
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     ref, out = tmp_path / "local" / "tok.json", tmp_path / "ray" / "tok.json"
@@ -569,7 +572,7 @@ def test_train_bpe_killed_then_rerun_skips_verified_units(
     assert local.exit_code == 0, local.output
     cluster.resize(1)
     args = [*base, "--out", str(out), "--engine", "ray", "--address", cluster.address,
-            "--unit-mb", "0.000001"]  # fmt: skip
+            "--unit-mb", ONE_FILE_UNITS]  # fmt: skip
     work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
     proc = subprocess.Popen(
         dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -306,6 +306,7 @@ TRAIN_BPE: dict[str, tuple[dict[str, Any], Any]] = {
     "tiktoken": ({}, False),
     "pattern": ({}, "cl100k"),
     "special_tokens": ({}, ["<|endoftext|>", "<x>"]),
+    "specials": ({}, "first"),
     "min_frequency": ({}, 1_000_000),
     "max_token_length": ({}, 1),
     "holdout_every": ({}, 2),

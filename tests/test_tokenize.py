@@ -34,6 +34,7 @@ def test_packing_keeps_every_token_in_order(
     trained, demo_corpus: Path, demo_texts: list[str], tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     path, tok = trained
+    eos = tok.special_id("<|endoftext|>")
     out = tmp_path / "s"
     m = dataprep.tokenize(demo_corpus, path, out, seq_len=100, shard_size=100 * 2 * 50)
     assert m["splits"]["train"]["documents"] == len(demo_texts)
@@ -43,7 +44,7 @@ def test_packing_keeps_every_token_in_order(
     expected, doc_pos = [], []
     for t in demo_texts:
         doc_pos.append(len(expected))
-        expected += [*tok.encode(t), 0]  # EOS is id 0; this tokenizer has no BOS
+        expected += [*tok.encode(t), eos]  # this tokenizer has no BOS
     assert stream == expected
     assert [r * 100 + s for r, row in enumerate(starts) for s in row] == doc_pos
     assert (n[:-1] == 100).all() and 0 < n[-1] <= 100
@@ -323,7 +324,9 @@ def test_dedup_before_encoding_is_counted_in_the_manifest(
     assert near_m["config"]["dedup"] == "near"
     ids, _, n = rows_of(tmp_path / "n", "train")
     stream = [t for r in range(len(ids)) for t in ids[r, : n[r]].tolist()]
-    assert stream == [t for d in originals for t in [*tok.encode(d), 0]]
+    assert stream == [
+        t for d in originals for t in [*tok.encode(d), tok.special_id("<|endoftext|>")]
+    ]
     none = dataprep.tokenize(src, path, tmp_path / "0", seq_len=64)
     assert none["documents"]["skipped"]["exact_duplicate"] == 0 and none["documents"][
         "train"

@@ -26,10 +26,11 @@ PAD, CLS, SEP, MASK = 0, 2, 3, 4
 
 @pytest.fixture(scope="module")
 def mlm_tok(tmp_path_factory, demo_corpus: Path) -> tuple[Path, dataprep.Tokenizer]:  # type: ignore[no-untyped-def]
-    """A 1,000-id tokenizer on the demo corpus with BERT-style specials (ids 0..4)."""
+    """A 1,000-id tokenizer on the demo corpus with BERT-style specials at ids 0..4, as BERT has
+    them (`--specials first`)."""
     out = tmp_path_factory.mktemp("mlmtok") / "tok.json"
     tok, _ = dataprep.train_bpe(
-        demo_corpus, 1000, out=out, special_tokens=SPECIALS, holdout_every=0
+        demo_corpus, 1000, out=out, special_tokens=SPECIALS, specials="first", holdout_every=0
     )
     return out, tok
 

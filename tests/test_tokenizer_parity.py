@@ -65,6 +65,20 @@ def test_layout_hard_texts(load: Callable[[str], Pair], name: str) -> None:
     assert not bad, f"{name} ({ours.engine}):\n" + "\n".join(bad)
 
 
+# The layouts the own engines run (every other one runs on the `tokenizers` crate): a file that
+# moves to the hf engine by accident is slower, not wrong, so nothing else would notice.
+OWN_ENGINE = {
+    "gpt2", "llama3", "qwen2", "o200k", "bert", "gpt_neox", "gpt2_no_invalid_utf8_bytes",
+    "gpt2_ignore_merges", "gpt2_shuffled_ids", "with_truncation_padding",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_layout_engine(load: Callable[[str], Pair], name: str) -> None:
+    ours, _ = load(name)
+    assert ours.engine == ("own" if name in OWN_ENGINE else "hf")
+
+
 def check_template(ours: Tokenizer, hf: HFTokenizer, tj: dict[str, Any]) -> None:
     """tok.template: the special ids the post-processor puts around one sequence, as HF puts
     them; None when the file has no post_processor."""

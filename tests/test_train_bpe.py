@@ -128,13 +128,49 @@ def test_hf_transformers_and_tiktoken_give_our_ids(trained, demo_texts: list[str
 
 
 def test_special_tokens_have_fixed_ids(trained) -> None:  # type: ignore[no-untyped-def]
+    """By default the specials come last: the bytes are ids 0-255 and the .tiktoken ranks run
+    0..n-k without a hole, as tiktoken-format loaders expect."""
     path, tok = trained
-    assert tok.special_tokens == [("<|endoftext|>", 0), ("[MASK]", 1)]
+    assert tok.special_tokens == [("<|endoftext|>", 998), ("[MASK]", 999)]
     hf = tokenizers.Tokenizer.from_file(str(path))
-    assert hf.token_to_id("<|endoftext|>") == 0 and hf.token_to_id("[MASK]") == 1
-    enc = dataprep.tiktoken_encoding(dataprep.tiktoken_paths(path)[0])
-    assert enc.encode("<|endoftext|>", allowed_special="all") == [0]
+    assert hf.token_to_id("<|endoftext|>") == 998 and hf.token_to_id("[MASK]") == 999
+    assert [hf.token_to_id(bytes_to_unicode()[b]) for b in range(256)] == list(range(256))
+    ranks_path = dataprep.tiktoken_paths(path)[0]
+    ranks = [int(line.split()[1]) for line in ranks_path.read_text().splitlines()]
+    assert ranks == list(range(998))
+    enc = dataprep.tiktoken_encoding(ranks_path)
+    assert enc.encode("<|endoftext|>", allowed_special="all") == [998]
     assert tok.vocab_size == 1000
+
+
+def test_specials_first_is_the_same_vocabulary_renumbered(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--specials first` gives the specials 0..k-1 and every other id k higher: the same merges,
+    so every text encodes to the same tokens."""
+    _, last = trained
+    out = tmp_path / "first.json"
+    first, _ = dataprep.train_bpe(
+        Path(__file__).parent / "data" / "demo",
+        1000,
+        out=out,
+        special_tokens=["<|endoftext|>", "[MASK]"],
+        specials="first",
+        holdout_every=0,
+    )
+    assert first.special_tokens == [("<|endoftext|>", 0), ("[MASK]", 1)]
+    hf = tokenizers.Tokenizer.from_file(str(out))
+    assert hf.token_to_id("<|endoftext|>") == 0 and hf.token_to_id(bytes_to_unicode()[0]) == 2
+    text = "Hello <|endoftext|> world, [MASK] again: ünïcödé 한국어 1234"
+    a, b = last.encode(text), first.encode(text)
+    renumber = {998: 0, 999: 1}
+    assert list(b) == [renumber.get(i, i + 2) for i in a]
+    assert hf.encode(text).ids == list(b)
+
+
+def test_specials_option_is_validated(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        main, ["train-bpe", str(tmp_path), "--vocab-size", "300", "--specials", "middle"]
+    )
+    assert r.exit_code == 2 and "--specials" in r.output, r.output
 
 
 @settings(max_examples=300, deadline=None)

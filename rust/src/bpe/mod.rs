@@ -1,8 +1,10 @@
 //! Byte-level BPE: the trained model ([`Tokenizer`]), its trainer, its encoder and its file formats.
 //!
-//! Id layout of a trained vocabulary: special tokens first (ids `0..k`, in the order given), then
-//! the 256 single bytes in byte order (`k..k+256`), then one id per merge in merge order. A merge
-//! whose result equals an existing token reuses that id (as HF does), so ids are dense.
+//! Id layout of a trained vocabulary: the 256 single bytes in byte order (`0..256`), then one id
+//! per merge in merge order, then the special tokens in the order given ([`trainer::SpecialsAt::Last`],
+//! the default); or the special tokens first (`0..k`) and everything else `k` higher
+//! ([`trainer::SpecialsAt::First`]). A merge whose result equals an existing token reuses that
+//! id (as HF does), so ids are dense.
 
 pub mod bytelevel;
 mod encoder;

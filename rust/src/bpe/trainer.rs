@@ -30,14 +30,27 @@ use crate::error::{Error, Result};
 use crate::pretokenize::{Pattern, PreTokenizer};
 use crate::progress::Progress;
 
+/// Where the special tokens' ids go in a trained vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecialsAt {
+    /// `0..k`: the bytes start at `k` (ids as dataprep wrote them before this option existed).
+    First,
+    /// After every merge (`n-k..n`): the bytes are ids `0..256` in byte order, as tiktoken's own
+    /// files and the loaders that assume them (GigaToken, fastokens) have it.
+    #[default]
+    Last,
+}
+
 /// Options of a training run. Build with [`TrainerConfig::new`] and the setters.
 #[derive(Debug, Clone)]
 pub struct TrainerConfig {
     /// Total vocabulary size, special tokens and the 256 bytes included.
     pub vocab_size: u32,
     pub pattern: Pattern,
-    /// Special tokens, given ids `0..k` in this order.
+    /// Special tokens, in this order at the ids `specials` says.
     pub special_tokens: Vec<String>,
+    pub specials: SpecialsAt,
     /// Merges whose pair occurs fewer times than this are not made (training stops early).
     pub min_frequency: u64,
     /// Longest token, in bytes; longer merges are skipped.
@@ -57,6 +70,7 @@ impl TrainerConfig {
             vocab_size,
             pattern: Pattern::Gpt2,
             special_tokens: Vec::new(),
+            specials: SpecialsAt::Last,
             min_frequency: 2,
             max_token_length: None,
             threads: crate::all_cores(),
@@ -75,6 +89,12 @@ impl TrainerConfig {
     #[must_use]
     pub fn special_tokens(mut self, s: Vec<String>) -> Self {
         self.special_tokens = s;
+        self
+    }
+
+    #[must_use]
+    pub fn specials_at(mut self, at: SpecialsAt) -> Self {
+        self.specials = at;
         self
     }
 
@@ -426,6 +446,27 @@ pub fn train_from_counts(counts: Counts, cfg: &TrainerConfig, progress: &Progres
             where_.entry(pair).or_default().extend(ws);
         }
     }
+    match cfg.specials {
+        SpecialsAt::First => Tokenizer::new(cfg.pattern.clone(), tokens, specials, merges),
+        SpecialsAt::Last => specials_last(cfg, tokens, specials, merges),
+    }
+}
+
+/// Renumbers a vocabulary trained with its `k` specials at `0..k` so that they come last: every
+/// other id moves down by `k`. One renumbering at the end keeps the merge loop's own numbering
+/// (and so its tie-breaks) the same for both layouts: only the ids differ, never the merges.
+fn specials_last(
+    cfg: &TrainerConfig,
+    mut tokens: Vec<Vec<u8>>,
+    specials: Vec<Special>,
+    merges: Vec<(u32, u32, u32)>,
+) -> Result<Tokenizer> {
+    let k = specials.len() as u32;
+    let n = tokens.len() as u32;
+    let new_id = |id: u32| if id < k { n - k + id } else { id - k };
+    tokens.rotate_left(k as usize);
+    let specials = specials.into_iter().map(|s| Special { id: new_id(s.id), content: s.content }).collect();
+    let merges = merges.into_iter().map(|(a, b, r)| (new_id(a), new_id(b), new_id(r))).collect();
     Tokenizer::new(cfg.pattern.clone(), tokens, specials, merges)
 }
 

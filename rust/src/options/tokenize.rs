@@ -137,7 +137,7 @@ pub struct TokenizeOptions {
     pub dedup: DedupMode,
     /// --dedup near: Jaccard similarity at and above which documents are near duplicates.
     pub dedup_threshold: f64,
-    /// Split pattern for a .tiktoken file without a .json sidecar (gpt2, cl100k, o200k, or a regex).
+    /// Split pattern for a .tiktoken file without a .json sidecar (gpt2, cl100k, o200k, llama3, qwen2, or a regex).
     pub pattern: Option<String>,
     #[serde(flatten)]
     pub corpus: CorpusOptions,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::{ensure, flag_of, refuse_given, threads_or_all, CorpusOptions, Given};
-use crate::bpe::trainer::{self, TrainStats, TrainerConfig};
+use crate::bpe::trainer::{self, SpecialsAt, TrainStats, TrainerConfig};
 use crate::bpe::units;
 use crate::bpe::Tokenizer;
 use crate::corpus;
@@ -38,11 +38,13 @@ pub struct TrainBpeOptions {
     pub out: Option<String>,
     /// Also write <out stem>.tiktoken and its .tiktoken.json sidecar next to --out.
     pub tiktoken: bool,
-    /// Split pattern: gpt2, cl100k, o200k, or a regex.
+    /// Split pattern: gpt2, cl100k, o200k, llama3, qwen2, or a regex.
     pub pattern: String,
-    /// A special token (repeatable); ids 0..k-1 in order. E.g. --special-token '<|endoftext|>'.
+    /// A special token (repeatable), given ids in order where --specials says. E.g. --special-token '<|endoftext|>'.
     #[schemars(extend("x-flag" = "--special-token"))]
     pub special_tokens: Vec<String>,
+    /// Ids of the special tokens: last (after every merge; the bytes are ids 0-255, as tiktoken-format loaders expect) or first (0..k-1).
+    pub specials: SpecialsAt,
     /// Pairs seen fewer times are never merged.
     pub min_frequency: u64,
     /// Longest token in bytes [default: no limit].
@@ -65,6 +67,7 @@ impl Default for TrainBpeOptions {
             tiktoken: true,
             pattern: "gpt2".into(),
             special_tokens: Vec::new(),
+            specials: t.specials,
             min_frequency: t.min_frequency,
             max_token_length: t.max_token_length,
             threads: None,
@@ -121,6 +124,7 @@ impl TrainBpeOptions {
         TrainerConfig::new(self.vocab_size)
             .pattern(Pattern::parse(&self.pattern))
             .special_tokens(self.special_tokens.clone())
+            .specials_at(self.specials)
             .min_frequency(self.min_frequency)
             .max_token_length(self.max_token_length)
             .threads(threads_or_all(self.threads))

@@ -1,5 +1,7 @@
 //! A hand-written scanner equal to tiktoken's cl100k split pattern, in its portable form
-//! ([`super::CL100K_PORTABLE`]); alternatives in the order a backtracking engine tries them:
+//! ([`super::CL100K_PORTABLE`]), and to its two relatives that Llama-3 and Qwen2 ship
+//! ([`super::LLAMA3_PATTERN`], [`super::QWEN2_PATTERN`]); cl100k's alternatives in the order a
+//! backtracking engine tries them:
 //!
 //! ```text
 //! C1 '(?i:[sdmt]|ll|ve|re)
@@ -18,6 +20,13 @@
 //! `\r`/`\n` (C6's `\s*` gives back until `[\r\n]` matches); else all but its last char when W has
 //! two or more (C7), else that one char. Exactness: property tests against fancy-regex on the
 //! pattern as tiktoken writes it (in `super`), and tiktoken itself in pytest.
+//!
+//! Llama-3's pattern is the older cl100k: no C5, and `\s*[\r\n]+|\s+(?!\S)|\s+` for C6-C8. The
+//! contractions are written `(?i:'s|'t|...)`, the same strings. Without C5, a run that ends the
+//! text goes up to its last newline if it has one (C6; `[\r\n]+` cannot go past the last), else
+//! whole (C7: nothing follows it); `\s+` only ever sees a run of one char, as C8 did. Qwen2's is
+//! Llama-3's with `\p{N}` for `\p{N}{1,3}`. So one scanner with two switches: the digits a
+//! number piece takes, and whether C5 is there.
 
 use super::classes::{class, decode_at, Cls};
 
@@ -54,8 +63,24 @@ fn contraction(rest: &[u8]) -> usize {
     }
 }
 
-/// End of the piece that starts at `i` (< `b.len()`).
+/// End of the cl100k piece that starts at `i` (< `b.len()`).
 pub(super) fn piece_end(b: &[u8], i: usize) -> usize {
+    piece_end_with::<3, true>(b, i)
+}
+
+/// End of the Llama-3 piece that starts at `i` (< `b.len()`).
+pub(super) fn llama3_piece_end(b: &[u8], i: usize) -> usize {
+    piece_end_with::<3, false>(b, i)
+}
+
+/// End of the Qwen2 piece that starts at `i` (< `b.len()`).
+pub(super) fn qwen2_piece_end(b: &[u8], i: usize) -> usize {
+    piece_end_with::<1, false>(b, i)
+}
+
+/// `DIGITS`: the most numbers a number piece takes; `END_RULE`: cl100k's C5.
+#[inline]
+fn piece_end_with<const DIGITS: usize, const END_RULE: bool>(b: &[u8], i: usize) -> usize {
     let n = b.len();
     if b[i] == b'\'' {
         let k = contraction(&b[i + 1..]);
@@ -69,7 +94,7 @@ pub(super) fn piece_end(b: &[u8], i: usize) -> usize {
         Cls::Letter => return run(b, i + l0, Cls::Letter),
         Cls::Number => {
             let mut e = i + l0;
-            for _ in 0..2 {
+            for _ in 1..DIGITS {
                 match (e < n).then(|| at(b, e)) {
                     Some((Cls::Number, l)) => e += l,
                     _ => break,
@@ -108,11 +133,14 @@ pub(super) fn piece_end(b: &[u8], i: usize) -> usize {
         }
         e += l;
     }
-    if e == n {
+    if END_RULE && e == n {
         return e;
     }
     if let Some(nl) = last_nl {
         return nl;
+    }
+    if e == n {
+        return e;
     }
     if last_start > i {
         return last_start;

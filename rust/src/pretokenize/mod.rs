@@ -27,6 +27,12 @@ pub const O200K_PATTERN: &str = concat!(
     r"|\s+"
 );
 
+/// Llama-3's split pattern (the older cl100k; see `cl100k.rs` for how it differs).
+pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's (and Qwen2.5's, Qwen3's): Llama-3's with one digit per number piece.
+pub const QWEN2_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// cl100k in a form every engine reads the same way: no possessive quantifiers and `\z` for the
 /// end of text. Equivalent to [`CL100K_PATTERN`] as Python's `regex` and tiktoken run it: each
 /// possessive part is followed only by what it cannot give back (`[^\r\n\p{L}\p{N}]` then `\p{L}`;
@@ -43,6 +49,8 @@ pub enum Pattern {
     Gpt2,
     Cl100k,
     O200k,
+    Llama3,
+    Qwen2,
     Custom(String),
 }
 
@@ -53,6 +61,8 @@ impl Pattern {
             "gpt2" => Pattern::Gpt2,
             "cl100k" => Pattern::Cl100k,
             "o200k" => Pattern::O200k,
+            "llama3" => Pattern::Llama3,
+            "qwen2" => Pattern::Qwen2,
             other => Self::from_regex(other),
         }
     }
@@ -63,6 +73,8 @@ impl Pattern {
             GPT2_PATTERN => Pattern::Gpt2,
             CL100K_PATTERN | CL100K_PORTABLE => Pattern::Cl100k,
             O200K_PATTERN => Pattern::O200k,
+            LLAMA3_PATTERN => Pattern::Llama3,
+            QWEN2_PATTERN => Pattern::Qwen2,
             other => Pattern::Custom(other.to_string()),
         }
     }
@@ -73,6 +85,8 @@ impl Pattern {
             Pattern::Gpt2 => GPT2_PATTERN,
             Pattern::Cl100k => CL100K_PATTERN,
             Pattern::O200k => O200K_PATTERN,
+            Pattern::Llama3 => LLAMA3_PATTERN,
+            Pattern::Qwen2 => QWEN2_PATTERN,
             Pattern::Custom(s) => s,
         }
     }
@@ -90,6 +104,8 @@ impl Pattern {
             Pattern::Gpt2 => "gpt2",
             Pattern::Cl100k => "cl100k",
             Pattern::O200k => "o200k",
+            Pattern::Llama3 => "llama3",
+            Pattern::Qwen2 => "qwen2",
             Pattern::Custom(_) => "custom",
         }
     }
@@ -119,6 +135,8 @@ enum Imp {
     Gpt2,
     Cl100k,
     O200k,
+    Llama3,
+    Qwen2,
     Regex(RegexSplitter),
 }
 
@@ -128,6 +146,8 @@ impl PreTokenizer {
             Pattern::Gpt2 => Imp::Gpt2,
             Pattern::Cl100k => Imp::Cl100k,
             Pattern::O200k => Imp::O200k,
+            Pattern::Llama3 => Imp::Llama3,
+            Pattern::Qwen2 => Imp::Qwen2,
             Pattern::Custom(re) => Imp::Regex(RegexSplitter::new(re)?),
         };
         Ok(Self { pattern, imp })
@@ -144,6 +164,8 @@ impl PreTokenizer {
             Imp::Gpt2 => gpt2::split(text, &mut f),
             Imp::Cl100k => scan(text, cl100k::piece_end, &mut f),
             Imp::O200k => scan(text, o200k::piece_end, &mut f),
+            Imp::Llama3 => scan(text, cl100k::llama3_piece_end, &mut f),
+            Imp::Qwen2 => scan(text, cl100k::qwen2_piece_end, &mut f),
             Imp::Regex(r) => r.split(text, &mut f),
         }
     }
@@ -182,6 +204,8 @@ mod tests {
         "!!!/\r\n/ // ?\n\n¿Qué? «quote» 123456 ٣٤٥ Ⅻ ½",
     ];
 
+    const BUILTINS: [Pattern; 5] = [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k, Pattern::Llama3, Pattern::Qwen2];
+
     fn check_all(p: &Pattern, text: &str) {
         let ours: Vec<String> =
             PreTokenizer::new(p.clone()).unwrap().pieces(text).iter().map(ToString::to_string).collect();
@@ -197,7 +221,7 @@ mod tests {
 
     #[test]
     fn builtins_equal_their_regex_on_samples() {
-        for p in [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k] {
+        for p in BUILTINS {
             for s in SAMPLES {
                 check_all(&p, s);
             }
@@ -208,7 +232,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(400))]
         #[test]
         fn builtins_equal_their_regex(text in "(\\PC|[ \t\r\n'’]|[a-zA-Z0-9]{1,5}|'(s|t|ll|re|LL|Ve)){0,40}") {
-            for p in [Pattern::Gpt2, Pattern::Cl100k, Pattern::O200k] {
+            for p in BUILTINS {
                 check_all(&p, &text);
             }
         }
@@ -223,6 +247,8 @@ mod tests {
             text in "[A-ZÀ-Öa-zß-ö中文한ʰ\u{0301}'’sStTlLeErRvVmMdD \t\r\n/!?.0-9٣Ⅻ½\u{17F}\u{85}\u{a0}\u{3000}]{0,60}"
         ) {
             check_all(&Pattern::Cl100k, &text);
+            check_all(&Pattern::Llama3, &text);
+            check_all(&Pattern::Qwen2, &text);
         }
 
         #[test]

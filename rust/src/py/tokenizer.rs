@@ -35,7 +35,7 @@ impl PyTokenizer {
 #[pymethods]
 impl PyTokenizer {
     /// Loads any HF `tokenizer.json`, or a `.tiktoken` ranks file (split pattern from its `.json`
-    /// sidecar, or `pattern`: gpt2, cl100k, o200k or a regex). What it cannot run exactly it
+    /// sidecar, or `pattern`: gpt2, cl100k, o200k, llama3, qwen2 or a regex). What it cannot run exactly it
     /// refuses with a ValueError naming the JSON path.
     #[staticmethod]
     #[pyo3(signature = (path, pattern=None))]
@@ -166,7 +166,7 @@ impl PyTokenizer {
     }
 }
 
-/// Pre-tokenization pieces of `text` under `pattern` (`gpt2`, `cl100k`, `o200k` or a regex).
+/// Pre-tokenization pieces of `text` under `pattern` (`gpt2`, `cl100k`, `o200k`, `llama3`, `qwen2` or a regex).
 #[pyfunction]
 fn split(pattern: &str, text: &str) -> PyResult<Vec<String>> {
     let pt = PreTokenizer::new(Pattern::parse(pattern)).map_err(super::to_pyerr)?;

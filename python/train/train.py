@@ -573,9 +573,22 @@ class Trainer:
                 self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd
             )
         elif self.fsdp:
-            raise Stop(
-                f"{path}: a one-file checkpoint of --parallel ddp; resume it with --parallel ddp "
-                "(--init-from takes its weights into a new fsdp run)"
+            # A one-file (ddp) checkpoint: every rank holds the whole state and keeps its own
+            # shards of it (set_state_dict with full_state_dict: no collective, no copy kept).
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            try:
+                optim_sd = checkpoint.optimizer_state_by_name(
+                    state["optimizer"], self.model, self.optimizer
+                )
+            except ValueError as e:
+                raise Stop(f"{path}: cannot resume with --parallel fsdp: {e}") from None
+            set_state_dict(
+                self.model,
+                self.optimizer,
+                model_state_dict=state["model"],
+                optim_state_dict=optim_sd,
+                options=StateDictOptions(full_state_dict=True),
             )
         else:
             self.model.load_state_dict(state["model"])

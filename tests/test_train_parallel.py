@@ -340,7 +340,9 @@ def test_checkpoints_resume_across_ddp_and_fsdp_on_2_ranks(shards, tmp_path):
         launch([*base, "--parallel", first, "--out", str(out), "--halt-at-step", "3"])
         saved = checkpoint.latest(out)
         assert saved is not None and checkpoint.is_sharded(saved) == (first == "fsdp")
-        launch([*base, "--parallel", then, "--out", str(out)])
+        proc = launch([*base, "--parallel", then, "--out", str(out)])
+        said = " ".join((proc.stdout + proc.stderr).split())
+        assert f"saved with --parallel {first}, resumed with --parallel {then}" in said
         got = losses(out)
         assert got[:4] == reference[:4], (first, then)
         assert got == pytest.approx(reference, rel=1e-5), (first, then)

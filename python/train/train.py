@@ -573,8 +573,8 @@ class Trainer:
                 self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd
             )
         elif self.fsdp:
-            # A one-file (ddp) checkpoint: every rank holds the whole state and keeps its own
-            # shards of it (set_state_dict with full_state_dict: no collective, no copy kept).
+            # A one-file (ddp) checkpoint: every rank has read the whole state and keeps its own
+            # shards of it (set_state_dict with full_state_dict).
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
             try:
@@ -593,6 +593,11 @@ class Trainer:
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+        saved_parallel, parallel = state.get("parallel", "ddp"), self.cfg.parallelism.parallel
+        if saved_parallel != parallel:
+            self.resume_notes.append(
+                f"saved with --parallel {saved_parallel}, resumed with --parallel {parallel}"
+            )
         self.step = state["step"]
         rng = state["rng"]
         saved_world = len(rng)

@@ -21,7 +21,8 @@ runs every check on CPU with tiny models, gloo instead of NCCL and the `aot_eage
 backend for the model steps (inductor would need minutes of C++ compilation), so the script's
 own logic is tested where there is no GPU. A check that fails is recorded and the others still
 run; the exit code is 1 if any failed. `--budget-s` stops starting new checks when the time is
-spent (they are then listed as skipped).
+spent (they are then listed as skipped). The shards and runs live in a temporary directory,
+removed at the end (`--keep-work` keeps it); the summary holds every figure.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -184,6 +186,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON summary here")
     ap.add_argument("--budget-s", type=float, default=450.0, help="start no check after this")
     ap.add_argument("--only", default=None, help="comma-separated check names (default: all)")
+    ap.add_argument("--keep-work", action="store_true", help="keep the temporary shards and runs")
     ap.add_argument("--child-ddp", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child_ddp:
@@ -197,12 +200,10 @@ def main() -> int:
               "use --dry-run to exercise the script on CPU")  # fmt: skip
         return 0
     t_start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="gpu_checks-"))
     dry = a.dry_run
     ctx: dict[str, Any] = {
         "dry_run": dry,
         "device": "cpu" if dry else "cuda",
-        "work": work,
         "gpt": "tiny" if dry else "small",
         "micro": "2" if dry else "8",
         "run_timeout": 300 if dry else 240,
@@ -234,7 +235,31 @@ def main() -> int:
     if unknown:
         print(f"gpu_checks: unknown --only names {sorted(unknown)}; known: {sorted(checks)}")
         return 2
-    ctx["shards"] = shards(work)
+    # The shards and runs: removed at the end (the JSON summary holds every figure) unless
+    # --keep-work.
+    work = Path(tempfile.mkdtemp(prefix="gpu_checks-"))
+    ctx["work"] = work
+    try:
+        ctx["shards"] = shards(work)
+        return _run(ctx, checks, wanted, a.budget_s, a.out, t_start, torch)
+    finally:
+        if a.keep_work:
+            print(f"gpu_checks: shards and runs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    ctx: dict[str, Any],
+    checks: dict[str, Callable[[dict[str, Any]], Any]],
+    wanted: set[str],
+    budget_s: float,
+    out: Path | None,
+    t_start: float,
+    torch: Any,
+) -> int:
+    """Runs the wanted checks in order; prints and writes (`out`) the summary; 1 if one failed."""
+    dry = ctx["dry_run"]
     summary: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if not dry else "cpu (dry run)",
         "torch": torch.__version__,
@@ -244,8 +269,8 @@ def main() -> int:
     for name, check in checks.items():
         if name not in wanted:
             continue
-        if time.perf_counter() - t_start > a.budget_s:
-            summary["checks"][name] = {"skipped": f"--budget-s {a.budget_s:.0f} spent"}
+        if time.perf_counter() - t_start > budget_s:
+            summary["checks"][name] = {"skipped": f"--budget-s {budget_s:.0f} spent"}
             continue
         t0 = time.perf_counter()
         try:
@@ -260,8 +285,8 @@ def main() -> int:
     summary["total_s"] = round(time.perf_counter() - t_start, 1)
     text = json.dumps(summary, indent=2)
     print(text)
-    if a.out:
-        a.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
     return 1 if failed else 0
 
 

@@ -326,13 +326,48 @@ def test_fsdp_matches_ddp_and_resumes_exactly_on_any_number_of_ranks(shards, tmp
         checkpoint.verify(saved[-1])
 
 
-def test_fsdp_checkpoint_of_ddp_run_is_refused(shards, tmp_path, capsys):
-    from train import train as trainer
+def test_checkpoints_resume_across_ddp_and_fsdp_on_2_ranks(shards, tmp_path):
+    """A ddp checkpoint resumed with --parallel fsdp, and an fsdp one with --parallel ddp, on 2
+    gloo ranks: the first loss after the resume (the loaded weights' forward) is the
+    uninterrupted run's bit for bit, the rest of the curve within float rounding (the update
+    differs by the reduction order only)."""
+    base = [*COMMON, "--shards", str(shards["clm"])]
+    full, to_fsdp, to_ddp = (tmp_path / n for n in ("full", "to_fsdp", "to_ddp"))
+    launch([*base, "--out", str(full)])
+    reference = losses(full)
+    assert len(reference) == 6
+    for out, first, then in [(to_fsdp, "ddp", "fsdp"), (to_ddp, "fsdp", "ddp")]:
+        launch([*base, "--parallel", first, "--out", str(out), "--halt-at-step", "3"])
+        saved = checkpoint.latest(out)
+        assert saved is not None and checkpoint.is_sharded(saved) == (first == "fsdp")
+        proc = launch([*base, "--parallel", then, "--out", str(out)])
+        said = " ".join((proc.stdout + proc.stderr).split())
+        assert f"saved with --parallel {first}, resumed with --parallel {then}" in said
+        got = losses(out)
+        assert got[:4] == reference[:4], (first, then)
+        assert got == pytest.approx(reference, rel=1e-5), (first, then)
 
-    base = [*COMMON, "--shards", str(shards["clm"]), "--max-steps", "2", "--out", str(tmp_path)]
-    assert trainer.main(base) == 0
-    assert trainer.main([*base, "--max-steps", "3", "--parallel", "fsdp"]) == 1
-    assert "a one-file checkpoint of --parallel ddp" in capsys.readouterr().err
+
+def test_optimizer_state_by_name_is_get_state_dicts_form():
+    """The renaming of a one-file checkpoint's AdamW state (numbered parameters) is what
+    torch's get_state_dict gives for the same optimizer (parameter names)."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    m = _gpt()
+    opt = torch.optim.AdamW(m.param_groups(0.1), lr=1e-3)
+    ids = torch.randint(0, 600, (2, 64), generator=torch.Generator().manual_seed(4))
+    sum(m(input_ids=ids, labels=ids).values()).backward()
+    opt.step()
+    got = checkpoint.optimizer_state_by_name(opt.state_dict(), m, opt)
+    want = get_state_dict(m, opt)[1]
+    assert [g["params"] for g in got["param_groups"]] == [g["params"] for g in want["param_groups"]]
+    assert got["state"].keys() == want["state"].keys()
+    for name, st in want["state"].items():
+        for key, value in st.items():
+            assert torch.equal(got["state"][name][key], value), (name, key)
+    other = torch.optim.AdamW(m.parameters(), lr=1e-3)  # one group: another grouping
+    with pytest.raises(ValueError, match=r"param groups of \[\d+\] parameters, this run's"):
+        checkpoint.optimizer_state_by_name(other.state_dict(), m, opt)
 
 
 def test_sharded_checkpoint_resumes_without_fsdp(shards, tmp_path):

@@ -16,7 +16,9 @@ once every rank's files are complete, hashes all files into `meta.json` and rena
 directory into place: the same guarantees (atomic, verified, keep-last-K) as a one-file
 checkpoint. DCP records each tensor's global shape, so the shards load into any number of ranks,
 with or without FSDP (`Trainer._resume`), and `load(...)` gives whole tensors to one process
-(export, `--init-from`).
+(export, `--init-from`). The other way, a one-file checkpoint resumes under FSDP: every rank
+reads the whole state and keeps its shards (`optimizer_state_by_name` renames the AdamW state
+for `set_state_dict`).
 
 NOTE: ranks read the checkpoint from the same path, so multi-node runs need `--out` on a
 shared filesystem (as torchtitan and nanoGPT assume).
@@ -293,6 +295,39 @@ def load_full_weights(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # a damaged shard can raise anything
         raise CorruptCheckpoint(f"{Path(path) / SHARDED}: cannot load ({e})") from e
     return dict(out["model"])
+
+
+def optimizer_state_by_name(
+    saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """An optimizer state of `optimizer.state_dict()`'s form (parameters numbered in the order
+    of the param groups) keyed by parameter name instead, the form `set_state_dict` takes: how
+    a one-file (ddp) checkpoint's AdamW state goes into an FSDP-sharded optimizer.
+
+    `optimizer` is this run's, built over `model` the way the saving run built its own
+    (`optim.build_optimizer`: same groups, same parameter order; `fully_shard` keeps names and
+    order), so number `k` of the saved state is the `k`-th parameter of its groups.
+
+    Raises:
+        ValueError: The saved groups do not have this optimizer's sizes (another model or
+            another grouping; one line).
+    """
+    groups = optimizer.param_groups
+    want = [len(g["params"]) for g in groups]
+    got = [len(g["params"]) for g in saved["param_groups"]]
+    if got != want:
+        raise ValueError(f"its optimizer has param groups of {got} parameters, this run's {want}")
+    names = {id(p): name for name, p in model.named_parameters()}
+    fqn: dict[int, str] = {}
+    for saved_group, group in zip(saved["param_groups"], groups, strict=True):
+        for number, param in zip(saved_group["params"], group["params"], strict=True):
+            fqn[number] = names[id(param)]
+    return {
+        "state": {fqn[k]: v for k, v in saved["state"].items()},
+        "param_groups": [
+            {**g, "params": [fqn[k] for k in g["params"]]} for g in saved["param_groups"]
+        ],
+    }
 
 
 def _meta_digest(meta: dict[str, Any]) -> str:

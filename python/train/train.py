@@ -573,13 +573,31 @@ class Trainer:
                 self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd
             )
         elif self.fsdp:
-            raise Stop(
-                f"{path}: a one-file checkpoint of --parallel ddp; resume it with --parallel ddp "
-                "(--init-from takes its weights into a new fsdp run)"
+            # A one-file (ddp) checkpoint: every rank has read the whole state and keeps its own
+            # shards of it (set_state_dict with full_state_dict).
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            try:
+                optim_sd = checkpoint.optimizer_state_by_name(
+                    state["optimizer"], self.model, self.optimizer
+                )
+            except ValueError as e:
+                raise Stop(f"{path}: cannot resume with --parallel fsdp: {e}") from None
+            set_state_dict(
+                self.model,
+                self.optimizer,
+                model_state_dict=state["model"],
+                optim_state_dict=optim_sd,
+                options=StateDictOptions(full_state_dict=True),
             )
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+        saved_parallel, parallel = state.get("parallel", "ddp"), self.cfg.parallelism.parallel
+        if saved_parallel != parallel:
+            self.resume_notes.append(
+                f"saved with --parallel {saved_parallel}, resumed with --parallel {parallel}"
+            )
         self.step = state["step"]
         rng = state["rng"]
         saved_world = len(rng)

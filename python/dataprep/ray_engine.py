@@ -246,18 +246,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _stage_own(
-    stack: contextlib.ExitStack, files: list[str], listing: list[remote.Entry] | None, cwd: str
+    stack: contextlib.ExitStack,
+    files: list[str],
+    listing: list[remote.Entry] | None,
+    cwd: str,
+    s3: Mapping[str, str] | None = None,
 ) -> list[remote.Listed] | None:
     """Enters the driver's working directory `cwd` (relative inputs, `--out` and work
     directory are the driver's: the same paths on every node); with remote inputs, returns the
     core's listing with this task's own objects staged in a temporary directory of this node
-    (None: local inputs)."""
+    (None: local inputs), read with the driver's object-storage settings `s3`
+    (`storage.settings`), not this node's environment."""
     # NOTE: a node without that directory runs with absolute paths only (a relative one then
     # fails naming the file).
     if os.path.isdir(cwd):
         stack.enter_context(contextlib.chdir(cwd))
     if listing is None:
         return None
+    if s3 is not None:
+        stack.enter_context(storage.settings_applied(s3))
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dataprep-unit-"))
     mine = set(files)
     staged = dict(
@@ -275,15 +282,17 @@ def _run_unit(
     listing: list[remote.Entry] | None = None,
     first_index: int = 0,
     cwd: str = ".",
+    s3: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Ray task of a unit: `tokenize` encodes `files` into `unit_out`, `train-bpe` counts
     their pieces into it (`first_index`: the corpus index of their first document, which
     decides the held-out ones); then the done record is written. A data error comes back as
     `{"error": message}` (a value: never retried). With a `listing` (remote inputs), the unit's
-    own objects are staged in a temporary directory of this node first."""
+    own objects are staged in a temporary directory of this node first, read with the
+    driver's object-storage settings `s3`."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing, cwd)
+            listed = _stage_own(stack, files, listing, cwd, s3)
             if command == "tokenize":
                 out = _core.tokenize_unit(
                     unit_files=files, unit_out=unit_out, listing=listed, **options
@@ -311,11 +320,12 @@ def _count_documents(
     options: dict[str, Any],
     listing: list[remote.Entry] | None = None,
     cwd: str = ".",
+    s3: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Ray task of `train-bpe`'s documents pass: the documents in `files`."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing, cwd)
+            listed = _stage_own(stack, files, listing, cwd, s3)
             n = _core.train_bpe_documents(unit_files=files, listing=listed, **options)
     except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
@@ -339,7 +349,16 @@ class UnitRun:
     """What every `--engine ray` command shares: the plan's units, their unit files and done
     records in the work directory (verified on a rerun), the tasks, and the stream of finished
     units in plan order (`_stream`). A command sets `command`, `work`, `config_hash`, `units`,
-    `options`, `entries` and `listing`, and may record more per unit (`expected`)."""
+    `options`, `entries` and `listing`, and may record more per unit (`expected`).
+
+    With remote inputs, each task gets the driver's object-storage settings
+    (`storage.settings`: endpoint, region, keys, checksum variables) as an argument
+    (`s3_settings`), so the worker nodes need no AWS_* environment. They are never printed,
+    logged or written to a file.
+
+    NOTE: a task argument, not Ray's `runtime_env={"env_vars": ...}`: Ray's runtime-env agent
+    logs the serialized runtime env ("Creating runtime env: ...") in `runtime_env_agent.log` on
+    every node, which would put the secret key in a file; a task's arguments are not logged."""
 
     command: str
     work: Path
@@ -352,6 +371,11 @@ class UnitRun:
     @property
     def bytes(self) -> int:
         return sum(u.bytes for u in self.units)
+
+    def s3_settings(self) -> dict[str, str] | None:
+        """What the tasks read the bucket with: the driver's settings, with remote inputs only
+        (None: the tasks read no object, and no secret leaves the driver)."""
+        return None if self.entries is None else storage.settings()
 
     def unit_path(self, unit: Unit) -> Path:
         return self.work / f"{unit.name}.bin"
@@ -433,6 +457,7 @@ class UnitRun:
 
         # Units use one thread each (the task's one CPU); `threads` does not change the output.
         options = {**self.options, "threads": 1}
+        s3 = self.s3_settings()
         for unit, record in self._stream(
             _run_unit,
             todo,
@@ -446,6 +471,7 @@ class UnitRun:
                 self.entries,
                 self.expected(u).get("first_index", 0),
                 os.getcwd(),
+                s3,
             ),
             finished,
             stop,
@@ -695,12 +721,13 @@ class RayTrainBpe(UnitRun):
             _write_atomic(self.docs_path(unit), json.dumps(cache, sort_keys=True).encode())
 
         options = {**self.options, "threads": 1}
+        s3 = self.s3_settings()
         first = 0
         for unit, record in self._stream(
             _count_documents,
             todo,
             known,
-            lambda u: ([p for p, _ in u.files], options, self.entries, os.getcwd()),
+            lambda u: ([p for p, _ in u.files], options, self.entries, os.getcwd(), s3),
             finished,
             stop,
         ):

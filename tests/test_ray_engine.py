@@ -685,3 +685,80 @@ def test_train_bpe_inputs_and_output_in_object_storage(
             f"{base}/local/{name}"
         )
     secret_nowhere(s3_env.secret_key, cluster.temp, tmp_path)
+
+
+def test_work_directory_in_object_storage(
+    cluster: Nodes,
+    s3_env: Any,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    many: Path,
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """`--work-dir s3://...` on nodes without any AWS_* variable: the tasks upload their unit
+    files and done records there; the driver, killed mid-run, is rerun from another machine's
+    cache (nothing of the first run local), verifies the units in the bucket (a unit object
+    altered in the bucket runs again) and writes the local engine's bytes; then the unit objects
+    are gone. train-bpe with an s3:// work directory: the local engine's tokenizer files."""
+    from dataprep import storage
+
+    tok, _ = specials_tokenizer
+    work = f"{s3_env.bucket('ray-work')}/{tmp_path.name}/work"
+    ref, out = tmp_path / "local", tmp_path / "ray"
+    local_reference(many, tok, ref, CLM)
+    without_s3_environment(cluster, 1)
+    args = [*tokenize_args(many, tok, out, CLM), "--engine", "ray", "--address", cluster.address,
+            "--unit-mb", ONE_FILE_UNITS, "--work-dir", work]  # fmt: skip
+
+    def records() -> list[str]:
+        return [n for n, _ in storage.list_files(work) if n.endswith(".done.json")]
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache1")}
+    proc = subprocess.Popen(
+        dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    wait_for(lambda: len(records()) >= 3, proc, "done records in the bucket", limit=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    # The task in flight when the driver died may still finish: wait until the count is still.
+    kept, deadline = len(records()), time.time() + 30
+    while time.time() < deadline:
+        time.sleep(2)
+        if len(now := records()) == kept:
+            break
+        kept = len(now)
+    assert kept >= 3
+    # Unit 0 altered in the bucket (same size, one bit): its record no longer matches it.
+    first = f"{work}/unit-000000.bin"
+    raw = bytearray(storage.read_bytes(first))
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "altered").write_bytes(bytes(raw))
+    storage.upload(tmp_path / "altered", first)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache2")
+    r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"work directory {work}" in r.stderr, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
+    assert int(line.split(", ")[1].split()[0]) == kept - 1, (line, kept)
+    assert files_digest(out) == files_digest(ref)
+    assert storage.list_files(work) == [], "unit objects left behind"
+    copy = tmp_path / "cache2" / "dataprep" / "work"  # the driver's copy of the work directory
+    assert not any(copy.rglob("unit-*")), "unit files left behind in the driver's copy"
+
+    bpe_ref, bpe_out = tmp_path / "bpe-local" / "tok.json", tmp_path / "bpe-ray" / "tok.json"
+    for p in (bpe_ref, bpe_out):
+        p.parent.mkdir()
+    base = ["train-bpe", str(corpus), "--vocab-size", "300", "--holdout-every", "7"]
+    local = CliRunner().invoke(main, [*base, "--out", str(bpe_ref)])
+    assert local.exit_code == 0, local.output
+    r = subprocess.run(
+        dataprep_cmd([*base, "--out", str(bpe_out), "--engine", "ray", "--address",
+                      cluster.address, "--unit-mb", UNIT_MB, "--work-dir", f"{work}-bpe"]),
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "units: 10 run on the cluster" in r.stderr, r.stderr
+    assert tokenizer_files(bpe_out) == tokenizer_files(bpe_ref)
+    assert storage.list_files(f"{work}-bpe") == []
+    secret_nowhere(s3_env.secret_key, cluster.temp, tmp_path)

@@ -390,6 +390,9 @@ class UnitRun:
     NOTE: a task argument, not Ray's `runtime_env={"env_vars": ...}`: Ray's runtime-env agent
     logs the serialized runtime env ("Creating runtime env: ...") in `runtime_env_agent.log` on
     every node, which would put the secret key in a file; a task's arguments are not logged.
+    The settings are an argument of their own, a few hundred bytes: Ray inlines a small
+    argument (under `max_direct_call_object_size`, 100 KB by default) in the task's spec
+    instead of putting it in the object store (which spills to disk).
 
     With an s3:// work directory (`work_url`), the tasks upload their unit files and done
     records there (the record last), and `work` is this driver's local copy: the unit files

@@ -91,7 +91,7 @@ def cluster() -> Iterator[Nodes]:
             "_system_config": FAST_HEALTH_CHECKS,
         },
     )
-    nodes = Nodes(c)
+    nodes = Nodes(c, Path(temp))
     try:
         yield nodes
     finally:
@@ -102,8 +102,9 @@ def cluster() -> Iterator[Nodes]:
 class Nodes:
     """The worker nodes (one CPU each) of the module's cluster."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, temp: Path) -> None:
         self.cluster = cluster
+        self.temp = temp  # Ray's session directories and logs, every node's
         self.workers: list[Any] = []
 
     @property
@@ -126,6 +127,43 @@ class Nodes:
         while len(self.workers) > n:
             self.remove(self.workers[-1])
         self.cluster.wait_for_nodes()
+
+
+def without_s3_environment(cluster: Nodes, n: int) -> None:
+    """Restarts the worker nodes (`n` of them) with no AWS_* variable in their environment, and
+    checks on the cluster that their tasks see none: only the driver has the S3 settings."""
+    cluster.resize(0)
+    saved = {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("AWS_")]}
+    try:
+        cluster.resize(n)
+    finally:
+        os.environ.update(saved)
+    probe = (
+        "import json, os, ray\n"
+        f"ray.init(address={cluster.address!r}, log_to_driver=False)\n"
+        "@ray.remote(num_cpus=1, scheduling_strategy='SPREAD')\n"
+        "def env():\n"
+        "    return ray.get_runtime_context().get_node_id(), "
+        "' '.join(sorted(k for k in os.environ if k.startswith('AWS_')))\n"
+        f"print(json.dumps(sorted(set(ray.get([env.remote() for _ in range({4 * n})])))))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    r = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=clean
+    )
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout.strip().splitlines()[-1])  # [[node id, "AWS_* names"], ...]
+    assert len(seen) == n and all(names == "" for _, names in seen), seen
+
+
+def secret_nowhere(secret: str, *roots: Path) -> None:
+    """No file under `roots` (Ray's logs of every node, the run's directories) holds `secret`."""
+    needle = secret.encode()
+    for root in roots:
+        for p in root.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    assert needle not in p.read_bytes(), f"the secret key is in {p}"
 
 
 def tokenize_args(corpus: Path, tok: Path, out: Path, extra: list[str]) -> list[str]:
@@ -496,15 +534,13 @@ def test_inputs_and_output_in_object_storage(
             storage.upload(p, f"{base}/corpus/{p.relative_to(corpus).as_posix()}")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     extra = ["--seq-len", "64", "--val-fraction", "0.1", "--shard-size", "40KB"]
-    # The tasks read the S3 endpoint and keys from their node's environment: worker nodes
-    # started by earlier tests (before this test's `s3_env`) do not have them.
-    cluster.resize(0)
+    # Only the driver has the S3 endpoint and keys: the tasks get them from it.
+    without_s3_environment(cluster, 2)
     outs = {"local": f"{base}/local", "ray": f"{base}/ray"}
     for engine, out in outs.items():
         args = ["tokenize", f"{base}/corpus", "--tokenizer", str(tok), "--out", out, *extra]
         if engine == "ray":
             args += ["--engine", "ray", "--address", cluster.address, "--unit-mb", UNIT_MB]
-        cluster.resize(2)
         r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=180, env=env)
         assert r.returncode == 0, r.stderr
     local, ray_out = (storage.list_files(outs[k]) for k in ("local", "ray"))
@@ -515,6 +551,7 @@ def test_inputs_and_output_in_object_storage(
         )
     manifest = json.loads(storage.read_bytes(f"{outs['ray']}/manifest.json"))
     assert all(i["path"].startswith(f"{base}/corpus/") for i in manifest["inputs"])
+    secret_nowhere(s3_env.secret_key, cluster.temp, tmp_path)
 
 
 # --- train-bpe -------------------------------------------------------------------------------
@@ -633,8 +670,7 @@ def test_train_bpe_inputs_and_output_in_object_storage(
     for p in sorted(corpus.iterdir()):
         storage.upload(p, f"{base}/corpus/{p.name}")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    cluster.resize(0)  # nodes started with this test's S3 environment (see the tokenize test)
-    cluster.resize(2)
+    without_s3_environment(cluster, 2)  # the tasks get the driver's S3 settings
     for engine in ("local", "ray"):
         args = ["train-bpe", f"{base}/corpus", "--vocab-size", "300", "--holdout-every", "7",
                 "--out", f"{base}/{engine}/tok.json"]  # fmt: skip
@@ -648,3 +684,81 @@ def test_train_bpe_inputs_and_output_in_object_storage(
         assert storage.read_bytes(f"{base}/ray/{name}") == storage.read_bytes(
             f"{base}/local/{name}"
         )
+    secret_nowhere(s3_env.secret_key, cluster.temp, tmp_path)
+
+
+def test_work_directory_in_object_storage(
+    cluster: Nodes,
+    s3_env: Any,
+    specials_tokenizer: tuple[Path, dataprep.Tokenizer],
+    many: Path,
+    corpus: Path,
+    tmp_path: Path,
+) -> None:
+    """`--work-dir s3://...` on nodes without any AWS_* variable: the tasks upload their unit
+    files and done records there; the driver, killed mid-run, is rerun from another machine's
+    cache (nothing of the first run local), verifies the units in the bucket (a unit object
+    altered in the bucket runs again) and writes the local engine's bytes; then the unit objects
+    are gone. train-bpe with an s3:// work directory: the local engine's tokenizer files."""
+    from dataprep import storage
+
+    tok, _ = specials_tokenizer
+    work = f"{s3_env.bucket('ray-work')}/{tmp_path.name}/work"
+    ref, out = tmp_path / "local", tmp_path / "ray"
+    local_reference(many, tok, ref, CLM)
+    without_s3_environment(cluster, 1)
+    args = [*tokenize_args(many, tok, out, CLM), "--engine", "ray", "--address", cluster.address,
+            "--unit-mb", ONE_FILE_UNITS, "--work-dir", work]  # fmt: skip
+
+    def records() -> list[str]:
+        return [n for n, _ in storage.list_files(work) if n.endswith(".done.json")]
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache1")}
+    proc = subprocess.Popen(
+        dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    wait_for(lambda: len(records()) >= 3, proc, "done records in the bucket", limit=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    # The task in flight when the driver died may still finish: wait until the count is still.
+    kept, deadline = len(records()), time.time() + 30
+    while time.time() < deadline:
+        time.sleep(2)
+        if len(now := records()) == kept:
+            break
+        kept = len(now)
+    assert kept >= 3
+    # Unit 0 altered in the bucket (same size, one bit): its record no longer matches it.
+    first = f"{work}/unit-000000.bin"
+    raw = bytearray(storage.read_bytes(first))
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "altered").write_bytes(bytes(raw))
+    storage.upload(tmp_path / "altered", first)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache2")
+    r = subprocess.run(dataprep_cmd(args), capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"work directory {work}" in r.stderr, r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("units: "))
+    assert int(line.split(", ")[1].split()[0]) == kept - 1, (line, kept)
+    assert files_digest(out) == files_digest(ref)
+    assert storage.list_files(work) == [], "unit objects left behind"
+    copy = tmp_path / "cache2" / "dataprep" / "work"  # the driver's copy of the work directory
+    assert not any(copy.rglob("unit-*")), "unit files left behind in the driver's copy"
+
+    bpe_ref, bpe_out = tmp_path / "bpe-local" / "tok.json", tmp_path / "bpe-ray" / "tok.json"
+    for p in (bpe_ref, bpe_out):
+        p.parent.mkdir()
+    base = ["train-bpe", str(corpus), "--vocab-size", "300", "--holdout-every", "7"]
+    local = CliRunner().invoke(main, [*base, "--out", str(bpe_ref)])
+    assert local.exit_code == 0, local.output
+    r = subprocess.run(
+        dataprep_cmd([*base, "--out", str(bpe_out), "--engine", "ray", "--address",
+                      cluster.address, "--unit-mb", UNIT_MB, "--work-dir", f"{work}-bpe"]),
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "units: 10 run on the cluster" in r.stderr, r.stderr
+    assert tokenizer_files(bpe_out) == tokenizer_files(bpe_ref)
+    assert storage.list_files(f"{work}-bpe") == []
+    secret_nowhere(s3_env.secret_key, cluster.temp, tmp_path)

@@ -41,6 +41,30 @@ def test_list_upload_download_round_trip(s3_env: S3Server, tmp_path: Path) -> No
         storage.read_bytes(f"{base}/p/c.bin")
 
 
+def test_settings_applied_are_exactly_the_drivers(
+    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Ray task does with the driver's settings: a node's own AWS_* (here an endpoint
+    that takes precedence and a stray session token) is not used, and is back afterwards."""
+    base = s3_env.bucket("settings")
+    driver = storage.settings()
+    assert driver == {k: v for k, v in s3_env.env.items() if v}
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "node-token")
+    with pytest.raises(dataprep.DataprepError, match=r"cannot reach http://127\.0\.0\.1:9"):
+        storage.list_files(base)
+    with storage.settings_applied(driver):
+        assert storage.settings() == driver
+        assert storage.list_files(base) == []
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9"
+    assert os.environ["AWS_SESSION_TOKEN"] == "node-token"
+    with (
+        pytest.raises(ValueError, match="HOME: not an object-storage setting"),
+        storage.settings_applied({"HOME": "/"}),
+    ):
+        pass
+
+
 def test_download_checksum_mismatch_leaves_nothing(s3_env: S3Server, tmp_path: Path) -> None:
     base = s3_env.bucket("mismatch")
     (tmp_path / "f").write_bytes(b"payload" * 1000)

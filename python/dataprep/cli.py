@@ -265,13 +265,13 @@ def on_cluster(
     the units with the core's progress, a line for the units; returns what `build` returned
     and when it was done (`X s (Y s after the last unit)`)."""
     try:
-        with work_lock(run.work, remove=engine.work_dir is None, command=run.command):
+        with work_lock(run.work, remove=run.remove_work, command=run.command):
             with connect(engine.address):
                 console.print(
                     f"plan: {len(run.units):,} unit{'s' * (len(run.units) != 1)} of up to "
                     f"{engine.unit_mb:g} MB from "
                     f"{sum(len(u.files) for u in run.units):,} files ({human_bytes(run.bytes)}); "
-                    f"work directory {run.work}",
+                    f"work directory {run.work_name}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -302,7 +302,7 @@ def on_cluster(
         fail(str(e))
     except KeyboardInterrupt:
         fail(
-            f"interrupted; finished units are kept in {run.work}{kept}: rerun the same "
+            f"interrupted; finished units are kept in {run.work_name}{kept}: rerun the same "
             "command to resume"
         )
     last = f" (the last one done in {done.seconds:.1f} s)" if done.ran else ""

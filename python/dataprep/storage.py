@@ -8,9 +8,10 @@ Everything in dataprep that reads or writes a path a user may give as a URL goes
     exists, read_bytes, download, upload
                   one object; `download` writes a temporary name, renames it, and checks an
                   expected size and SHA-256 while streaming
-    upload_set    a local output directory as a committed set: the commit object (`manifest.json`)
-                  is removed first and uploaded last, so a reader never finds a manifest that
-                  names missing or half-replaced objects; a rerun after a kill finishes the set
+    upload_set    a local output directory as a committed set: the commit object (`manifest.json`,
+                  an export's `export.json`) and any index files are removed first and uploaded
+                  last, so a reader never finds a manifest or index that names missing or
+                  half-replaced objects; a rerun after a kill finishes the set
 
 Configuration (read at every `filesystem()` call, so a changed environment takes effect):
 
@@ -55,7 +56,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -441,16 +442,18 @@ def upload_set(
     url: str,
     *,
     commit: str = COMMIT,
+    indexes: Sequence[str] = (),
     threads: int = 4,
     progress: Callable[[str, int], None] | None = None,
 ) -> tuple[int, int]:
     """Uploads a finished local output directory to the prefix `url` as a committed set.
 
-    Order: (1) the commit object `url/commit` is removed if present, (2) every other file is
-    uploaded (`threads` at a time), (3) the commit object is uploaded last. A reader that finds
-    the commit object therefore finds every object it names, complete; one that reads during
-    an upload finds no commit object ("unfinished run"), never a manifest that names objects
-    of another version. A rerun after a kill uploads everything again and commits.
+    Order: (1) the commit object `url/commit` and the `indexes` are removed if present, (2)
+    every other file is uploaded (`threads` at a time), (3) the `indexes` in order, (4) the
+    commit object last. A reader that finds the commit object (or an index) therefore finds
+    every object it names, complete; one that reads during an upload finds no commit object
+    ("unfinished run"), never a manifest that names objects of another version. A rerun after
+    a kill uploads everything again and commits.
 
     Files whose name starts with `.` (locks, journals, temporary files) are not uploaded.
     Objects under `url` that the directory does not have are left as they are.
@@ -459,6 +462,8 @@ def upload_set(
         directory: The local directory (with `commit` in it: only a finished set is uploaded).
         url: The destination prefix (`s3://bucket/prefix`).
         commit: The file uploaded last (relative to `directory`).
+        indexes: Files that other readers open first and that name the data files (an MDS
+            split's `index.json`, a Megatron `.idx`): uploaded after the data, before `commit`.
         threads: Objects uploaded at once.
         progress: Called with `(name, bytes)` after each object is uploaded.
 
@@ -482,8 +487,13 @@ def upload_set(
         for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-    data = [n for n in names if n != commit]
-    delete(str(base / commit))
+    missing = [n for n in indexes if n not in names or n == commit]
+    if missing:
+        raise FileNotFoundError(f"{root / missing[0]}: an index to upload that is not in the set")
+    last = {commit, *indexes}
+    data = [n for n in names if n not in last]
+    for name in [commit, *indexes]:
+        delete(str(base / name))
 
     def one(name: str) -> int:
         n = upload(root / name, str(base / name))
@@ -493,8 +503,8 @@ def upload_set(
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dataprep-upload") as pool:
         total = sum(pool.map(one, data))
-    total += one(commit)
-    return len(data) + 1, total
+    total += sum(one(name) for name in [*indexes, commit])
+    return len(data) + len(indexes) + 1, total
 
 
 __all__ = [

@@ -183,9 +183,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Compiled once per pattern and thread: compiling a Unicode pattern costs far more than
+    /// matching 60 chars with it, and the property tests call this thousands of times.
     fn fancy_pieces(pattern: &str, text: &str) -> Vec<String> {
-        let re = fancy_regex::Regex::new(pattern).unwrap();
-        re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
+        thread_local! {
+            static COMPILED: std::cell::RefCell<std::collections::HashMap<String, fancy_regex::Regex>> =
+                std::cell::RefCell::default();
+        }
+        COMPILED.with(|c| {
+            let mut c = c.borrow_mut();
+            let re = c.entry(pattern.to_string()).or_insert_with(|| fancy_regex::Regex::new(pattern).unwrap());
+            re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
+        })
     }
 
     const SAMPLES: &[&str] = &[

@@ -3,8 +3,8 @@ engine runs each file is printed) vs HF `tokenizers` on the same `tokenizer.json
 on the articles of a corpus. Ids are checked to be identical on every document.
 
 Layouts (vocabularies trained here by the `tokenizers` library on the corpus): BERT WordPiece,
-T5 Unigram, Llama-2 SentencePiece BPE (byte fallback), a Llama-3-pattern byte-level BPE (a custom
-split regex) and a cl100k-pattern byte-level BPE (our own engine).
+T5 Unigram, Llama-2 SentencePiece BPE (byte fallback), Llama-3- and Qwen2-pattern byte-level BPEs
+(Qwen2's with its NFC normalizer) and a cl100k-pattern byte-level BPE.
 
     python bench/bench_models.py [--corpus enwiki] [--files 10] [--runs 2]
 """
@@ -29,6 +29,7 @@ LLAMA3 = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+QWEN2 = LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}", 1)
 
 
 def build(kind: str, texts: list[str]):  # type: ignore[no-untyped-def]
@@ -75,8 +76,10 @@ def build(kind: str, texts: list[str]):  # type: ignore[no-untyped-def]
             texts, trainers.BpeTrainer(vocab_size=32000, special_tokens=specials)
         )
     else:  # byte-level BPE with a split regex
-        pattern = LLAMA3 if kind == "llama3-bytelevel" else CL100K
+        pattern = {"llama3-bytelevel": LLAMA3, "qwen2-bytelevel": QWEN2}.get(kind, CL100K)
         tok = Tokenizer(models.BPE())
+        if kind == "qwen2-bytelevel":
+            tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [
                 pre_tokenizers.Split(Regex(pattern), "isolated"),
@@ -109,7 +112,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument(
         "--kinds",
-        default="bert-wordpiece,t5-unigram,llama2-spbpe,llama3-bytelevel,cl100k-bytelevel",
+        default="bert-wordpiece,t5-unigram,llama2-spbpe,llama3-bytelevel,qwen2-bytelevel,cl100k-bytelevel",
     )
     a = ap.parse_args()
     import dataprep

@@ -374,8 +374,15 @@ def test_driver_interrupted_then_killed_mid_run_then_rerun(
         *["--engine", "ray", "--address", cluster.address, "--unit-mb", ONE_FILE_UNITS],
     ]
     work = Path(f"{out}{ray_engine.WORK_SUFFIX}")
-    # Ctrl-C first: one line, the tasks cancelled, the finished units kept.
-    proc = subprocess.Popen(dataprep_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Ctrl-C first: one line, the tasks cancelled, the finished units kept. The driver gets the
+    # default SIGINT disposition: a test run started in the background of a script inherits
+    # SIGINT ignored (POSIX shells do that to background jobs), and the signal would do nothing.
+    proc = subprocess.Popen(
+        dataprep_cmd(args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     wait_for(lambda: done_records(work), proc, "done record")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -47,6 +47,10 @@ pub struct Tokenizer {
     /// A piece that is itself a token is that token, before any merge (tiktoken always; HF BPE
     /// with `ignore_merges`): bytes -> id of every non-special token.
     whole_piece: Option<AHashMap<Box<[u8]>, u32>>,
+    /// Every token a merge makes, as one automaton: where none of them occurs across a byte
+    /// boundary of a long piece, the piece is cut there (`encoder.rs`, `merge_segments`). Built
+    /// the first time a long piece is encoded; `None` if the automaton could not be built.
+    cuts: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 #[inline]
@@ -96,6 +100,7 @@ impl Tokenizer {
             byte_ids,
             add_prefix_space: false,
             whole_piece: None,
+            cuts: std::sync::OnceLock::new(),
         })
     }
 

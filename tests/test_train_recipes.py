@@ -417,6 +417,65 @@ def test_tensorboard_profiler_and_plot(shards, tmp_path, capsys):
     assert "none/metrics.jsonl: cannot read" in capsys.readouterr().err
 
 
+def wandb_history(run_file: Path) -> list[dict]:
+    """The history rows (`run.log` calls) of an offline W&B run, read from its `.wandb` file:
+    W&B's record log (a 7-byte header, then 32 KiB blocks of records each with a 7-byte header:
+    CRC-32, length, kind: full / first / middle / last), each record a `wandb_internal_pb2.Record`.
+    wandb 0.31 has no Python reader of its own (its Go core writes and reads the file)."""
+    import struct
+    import zlib
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", data[:7]
+    block, pos, rows, parts = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:  # zero padding at the end of a block
+            pos += block - pos % block
+            continue
+        payload = data[pos + 7 : pos + 7 + length]
+        assert zlib.crc32(payload, zlib.crc32(bytes([kind]))) == crc, pos
+        pos += 7 + length
+        parts = payload if kind == 1 or kind == 2 else parts + payload
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                             for i in record.history.item})  # fmt: skip
+    return rows
+
+
+def test_wandb_offline_run_holds_the_metrics(shards, tmp_path, capsys, monkeypatch):
+    """One run with --wandb in offline mode (no network, everything under tmp_path): the W&B
+    history holds each metrics line's loss, lr, grad norm, tokens/s, MFU and data-wait share,
+    at the line's step, with the values of metrics.jsonl."""
+    pytest.importorskip("wandb")
+    for key, sub in [("WANDB_DIR", "wandb"), ("WANDB_CACHE_DIR", "cache"),
+                     ("WANDB_CONFIG_DIR", "config"), ("WANDB_DATA_DIR", "data"),
+                     ("WANDB_ARTIFACT_DIR", "artifacts")]:  # fmt: skip
+        monkeypatch.setenv(key, str(tmp_path / sub))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_PROJECT", "recipes")
+    run = tmp_path / "watched"
+    code, err = run_inline([*COMMON, "--shards", str(shards["clm"]), "--max-steps", "4",
+                            "--wandb", "--peak-tflops", "1", "--out", str(run)], capsys)  # fmt: skip
+    assert code == 0, err
+    (run_file,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    history = wandb_history(run_file)
+    logged = [r for r in metrics(run) if "loss" in r]
+    assert [r["_step"] for r in history] == [r["step"] for r in logged] == [1, 2, 3, 4]
+    fields = ["loss", "lr", "grad_norm", "tokens_per_s", "mfu", "data_wait"]
+    for row, line in zip(history, logged, strict=True):
+        assert {f: row[f] for f in fields} == pytest.approx({f: line[f] for f in fields})
+
+
 def test_wandb_and_tensorboard_are_refused_when_not_installed(
     shards, tmp_path, capsys, monkeypatch
 ):

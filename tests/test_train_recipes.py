@@ -491,11 +491,10 @@ def test_wandb_and_tensorboard_are_refused_when_not_installed(
         code, err = run_inline([*COMMON, "--shards", str(shards["clm"]), "--max-steps", "1",
                                 option, "--out", str(tmp_path / "r")], capsys)  # fmt: skip
         package = option[2:]
-        extra = " or 'dataprep[watch]'" if package == "tensorboard" else ""
         assert (code, err) == (
             1,
             f"error (rank 0): {option} needs the `{package}` package, which is not installed "
-            f"(pip install {package}{extra})\n",
+            f"(pip install {package} or 'dataprep[watch]')\n",
         )
     assert not (tmp_path / "r" / "metrics.jsonl").exists()  # refused before anything ran
 

@@ -30,7 +30,7 @@ def check_available(cfg: TrainConfig) -> None:
     or `--wandb` is asked for and its package is not installed. Called on every rank."""
     wanted = [
         ("--tensorboard", "tensorboard", cfg.logging.tensorboard, " or 'dataprep[watch]'"),
-        ("--wandb", "wandb", cfg.logging.wandb, ""),
+        ("--wandb", "wandb", cfg.logging.wandb, " or 'dataprep[watch]'"),
     ]
     for option, package, on, extra in wanted:
         if on and importlib.util.find_spec(package) is None:

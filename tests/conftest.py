@@ -44,10 +44,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.To
 @pytest.fixture(scope="session")
 def specials_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dataprep.Tokenizer]:
     """A 600-id tokenizer on the demo corpus with the specials of both objectives (EOS for causal
-    LM; [PAD] [CLS] [SEP] [MASK] for MLM): the trainer tests' shards and exports."""
+    LM; [PAD] [CLS] [SEP] [MASK] for MLM) at ids 0-4, as BERT has them (`--specials first`):
+    the trainer tests' shards and exports."""
     out = tmp_path_factory.mktemp("tok-specials") / "tokenizer.json"
     tok, _ = dataprep.train_bpe(
-        DEMO, 600, out=out, special_tokens=TRAINER_SPECIALS, holdout_every=0, tiktoken=False
+        DEMO,
+        600,
+        out=out,
+        special_tokens=TRAINER_SPECIALS,
+        specials="first",
+        holdout_every=0,
+        tiktoken=False,
     )
     return out, tok
 

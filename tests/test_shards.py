@@ -101,10 +101,11 @@ def test_manifest_keeps_every_field_typed(clm_dir: Path, mlm_dir: Path) -> None:
     )
     assert isinstance(c.splits["train"].shards, tuple) and len(c.splits["train"].shards) > 3
     assert c.tokenizer_path == clm_dir / "tok.json" and c.tokenizer_path.is_file()
+    eos = 998  # `trained`: 1,000 ids, the specials last (<|endoftext|>, [MASK])
     assert c.special_token_ids() == {
-        "eos": 0,
+        "eos": eos,
         "bos": None,
-        "pad": 0,
+        "pad": eos,
         "cls": None,
         "sep": None,
         "mask": None,
@@ -268,8 +269,8 @@ def test_documents_are_exactly_the_packed_documents(
     val = [d.tolist() for d in ShardSet(clm_dir, "val").documents()]
     assert len(val) == m.splits["val"].documents > 0
     # Every document is in one of the splits, whole, in corpus order within its split: the
-    # token ids of the text and the EOS (0; this tokenizer has no BOS).
-    expected = [[*tok.encode(t), 0] for t in demo_texts]
+    # token ids of the text and the EOS (this tokenizer has no BOS).
+    expected = [[*tok.encode(t), tok.special_id("<|endoftext|>")] for t in demo_texts]
     assert sorted(docs + val) == sorted(expected)
     assert docs == [e for e in expected if e in docs]
     assert max(len(d) for d in docs) > 10 * SEQ_LEN, "the test wants documents across rows"
@@ -330,7 +331,7 @@ def test_pickled_shardset_reopens_its_maps(clm_dir: Path) -> None:
     again = pickle.loads(pickle.dumps(s))
     assert again._open == {} and again.manifest == s.manifest
     assert np.array_equal(again.gather([3, 1])["input_ids"], before["input_ids"])
-    assert again.special_ids == s.special_ids == (0, 1)
+    assert again.special_ids == s.special_ids == (998, 999)  # `trained`'s specials, last
 
 
 def test_inspect_shows_the_summary_and_decoded_rows(clm_dir: Path) -> None:

@@ -208,8 +208,8 @@ class Manifest:
     ('clm', 64, 'uint16', ['train', 'val'])
     >>> m.splits["train"].rows == sum(s.rows for s in m.splits["train"].shards)
     True
-    >>> m.tokenizer_path.name, m.special_token_ids()["eos"]
-    ('tok.json', 0)
+    >>> m.tokenizer_path.name, m.special_token_ids()["eos"]  # the special token comes last
+    ('tok.json', 266)
     """
 
     path: Path
@@ -705,8 +705,8 @@ class ShardSet:
         >>> _ = f.write_text("hello world. " * 200)
         >>> _ = dataprep.train_bpe(f, 300, out=d / "tok.json", special_tokens=["<|endoftext|>"])
         >>> _ = dataprep.tokenize(f, d / "tok.json", d / "out", seq_len=64)
-        >>> ShardSet(d / "out").special_ids
-        (0,)
+        >>> ShardSet(d / "out").special_ids  # 267 ids trained: the special token is the last
+        (266,)
         """
         if self._special_ids is None:
             ids = {i for i in self.manifest.special_token_ids().values() if i is not None}

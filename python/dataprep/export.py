@@ -559,10 +559,15 @@ def _check_contents(out: Path, fmt: str, splits: Sequence[str]) -> None:
                     )
             continue
         if not _belongs(fmt, splits, name):
-            raise ExportError(
-                f"--out {out} holds {name!r}, which is not part of a {fmt} export of "
-                f"{', '.join(splits)}: write into an empty or new directory"
-            )
+            raise _foreign(str(out), name, fmt, splits, "directory")
+
+
+def _foreign(out: str, name: str, fmt: str, splits: Sequence[str], place: str) -> ExportError:
+    """The refusal of an `--out` that holds `name`, which no export of `splits` writes."""
+    return ExportError(
+        f"--out {out} holds {name!r}, which is not part of a {fmt} export of "
+        f"{', '.join(splits)}: write into an empty or new {place}"
+    )
 
 
 def _check_remote(url: str, plan: _Plan) -> list[tuple[str, int]]:
@@ -571,10 +576,7 @@ def _check_remote(url: str, plan: _Plan) -> list[tuple[str, int]]:
     objects = storage.list_files(url)
     for name, _ in objects:
         if not _belongs(plan.fmt, plan.splits, name):
-            raise ExportError(
-                f"--out {url} holds {name!r}, which is not part of a {plan.fmt} export of "
-                f"{', '.join(plan.splits)}: write to an empty or new prefix"
-            )
+            raise _foreign(url, name, plan.fmt, plan.splits, "prefix")
     if any(name == EXPORT_MANIFEST for name, _ in objects):
         url_manifest = storage.join(url, EXPORT_MANIFEST)
         try:
